@@ -1,0 +1,142 @@
+"""The one HTTP client the actions use to reach the service app.
+
+Typed exceptions let an action choose the right ``utter_*``; a backend error string is
+never shown to a user. Tests replace the client with ``set_service_client(fake)``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any, Dict, Optional
+
+import aiohttp
+
+logger = logging.getLogger(__name__)
+
+
+class ServiceError(Exception):
+    """The service answered with an error the caller may want to tell the user about."""
+
+    def __init__(self, status: int, code: str, body: Optional[Dict[str, Any]] = None) -> None:
+        super().__init__(f"{status} {code}")
+        self.status = status
+        self.code = code
+        self.body = body or {}
+
+
+class ServiceUnavailable(Exception):
+    """The service could not be reached or failed (network error, timeout, 5xx)."""
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    url: str
+    token: str
+    timeout_seconds: float = 5.0
+
+    @classmethod
+    def from_env(cls) -> "ServiceConfig":
+        token = os.environ.get("TAXBOT_SERVICE_TOKEN", "")
+        if not token:
+            raise ServiceUnavailable("TAXBOT_SERVICE_TOKEN is not set for the action server")
+        return cls(
+            url=os.environ.get("TAXBOT_SERVICE_URL", "http://127.0.0.1:8000").rstrip("/"),
+            token=token,
+            timeout_seconds=float(os.environ.get("TAXBOT_SERVICE_TIMEOUT", "5")),
+        )
+
+
+class ServiceClient:
+    """Calls the service app's /api/v1 endpoints."""
+
+    def __init__(self, config: ServiceConfig) -> None:
+        self._config = config
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        payload: Optional[Dict[str, Any]] = None,
+        grant: Optional[str] = None,
+        params: Optional[Dict[str, Any]] = None,
+    ) -> Dict[str, Any]:
+        headers = {"Authorization": f"Bearer {self._config.token}"}
+        if grant:
+            headers["X-Taxpayer-Grant"] = grant
+        timeout = aiohttp.ClientTimeout(total=self._config.timeout_seconds)
+        try:
+            async with aiohttp.ClientSession(timeout=timeout) as session:
+                async with session.request(
+                    method, f"{self._config.url}{path}", json=payload, headers=headers, params=params
+                ) as response:
+                    status, text = response.status, await response.text()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            logger.warning("service.request_failed method=%s path=%s error=%s", method, path, type(exc).__name__)
+            raise ServiceUnavailable(str(exc)) from exc
+        try:
+            body = json.loads(text) if text else {}
+        except ValueError:
+            body = None
+        if status >= 500 and status != 502:  # 502 carries a meaning (e.g. sms_failed)
+            raise ServiceUnavailable(f"{method} {path}: HTTP {status}")
+        if status >= 400:
+            code = body.get("error") if isinstance(body, dict) else None
+            raise ServiceError(status, str(code or f"http_{status}"), body if isinstance(body, dict) else None)
+        if not isinstance(body, dict):
+            raise ServiceUnavailable(f"{method} {path}: answer is not a JSON object")
+        return body
+
+    async def start_verification(self, identifier: str, phone: str, conversation_id: str, channel: str) -> Dict[str, Any]:
+        return await self._request(
+            "POST",
+            "/api/v1/identity/verifications",
+            payload={"identifier": identifier, "phone": phone, "conversation_id": conversation_id, "channel": channel},
+        )
+
+    async def confirm_verification(self, verification_id: str, code: str) -> Dict[str, Any]:
+        return await self._request("POST", f"/api/v1/identity/verifications/{verification_id}/confirm", payload={"code": code})
+
+    async def tax_due(self, grant: str) -> Dict[str, Any]:
+        return await self._request("GET", "/api/v1/me/tax-due", grant=grant)
+
+    async def payments(self, grant: str, limit: int = 5) -> Dict[str, Any]:
+        return await self._request("GET", "/api/v1/me/payments", grant=grant, params={"limit": limit})
+
+    async def refunds(self, grant: str) -> Dict[str, Any]:
+        return await self._request("GET", "/api/v1/me/refunds", grant=grant)
+
+    async def create_ticket(self, ticket: Dict[str, Any]) -> Dict[str, Any]:
+        return await self._request("POST", "/api/v1/tickets", payload=ticket)
+
+    async def create_handoff(self, handoff: Dict[str, Any]) -> Dict[str, Any]:
+        return await self._request("POST", "/api/v1/handoffs", payload=handoff)
+
+    async def answer_question(self, question: str, intent: str, channel: str) -> Optional[Dict[str, Any]]:
+        """The knowledge base's answer, or None when it has none (or does not exist yet)."""
+        try:
+            return await self._request(
+                "POST", "/api/v1/knowledge/answer", payload={"question": question, "intent": intent, "channel": channel}
+            )
+        except ServiceError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+
+_client: Optional[ServiceClient] = None
+
+
+def get_service_client() -> ServiceClient:
+    """The process-wide client, built on first use from the environment."""
+    global _client
+    if _client is None:
+        _client = ServiceClient(ServiceConfig.from_env())
+    return _client
+
+
+def set_service_client(client: Optional[Any]) -> None:
+    """Inject a client (tests pass a fake; None resets to the environment's)."""
+    global _client
+    _client = client

@@ -1,0 +1,1 @@
+"""Channels: how messages reach the assistant (REST for now; WeChat and web chat later)."""

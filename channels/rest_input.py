@@ -1,0 +1,135 @@
+"""Rasa's REST channel with input validation (runs inside the Rasa server, Rasa venv).
+
+Rasa's own ``RestInput`` answers 500 to a JSON body that is not an object and lets any client
+pick the input channel. This subclass keeps its URL (``/webhooks/rest/webhook``) and reply
+format, and adds: 400 with a JSON error for malformed bodies; control characters stripped;
+empty and over-long messages answered politely without reaching NLU; the input channel limited
+to known names (so ``channel:`` response variations work for the gateway); identifiers masked
+in logs.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Dict, List, Optional, Text
+
+from sanic import Blueprint, response
+from sanic.request import Request
+from sanic.response import HTTPResponse
+
+from rasa.core.channels.channel import CollectingOutputChannel, UserMessage
+from rasa.core.channels.rest import RestInput
+from rasa.shared.core.trackers import DialogueStateTracker
+from rasa.shared.exceptions import InvalidConfigException
+
+from taxlib.privacy import install_log_masking
+from taxlib.text import strip_control
+
+install_log_masking()
+logger = logging.getLogger(__name__)
+
+KNOWN_CHANNELS = ("rest", "webchat", "wechat", "phone")
+MAX_SENDER_CHARS = 128
+
+
+class BadRequest(ValueError):
+    pass
+
+
+def parse_body(raw: bytes) -> Dict[str, Any]:
+    """The request body as a JSON object, or BadRequest with a reason."""
+    import json
+
+    try:
+        body = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise BadRequest("body is not valid UTF-8") from exc
+    except ValueError as exc:
+        raise BadRequest("body is not valid JSON") from exc
+    if not isinstance(body, dict):
+        raise BadRequest("body must be a JSON object")
+    return body
+
+
+def validate_message(body: Dict[str, Any]) -> Dict[str, Any]:
+    sender = body.get("sender")
+    if isinstance(sender, int) and not isinstance(sender, bool):
+        sender = str(sender)
+    if not isinstance(sender, str) or not sender.strip() or len(sender) > MAX_SENDER_CHARS:
+        raise BadRequest(f"'sender' must be a non-empty string of at most {MAX_SENDER_CHARS} characters")
+    message = body.get("message", "")
+    if message is None:
+        message = ""
+    if not isinstance(message, str):
+        raise BadRequest("'message' must be a string")
+    metadata = body.get("metadata")
+    if metadata is not None and not isinstance(metadata, dict):
+        raise BadRequest("'metadata' must be a JSON object")
+    channel = body.get("input_channel") or "rest"
+    if channel not in KNOWN_CHANNELS:
+        raise BadRequest(f"'input_channel' must be one of {', '.join(KNOWN_CHANNELS)}")
+    return {"sender": sender.strip(), "message": strip_control(message).strip(), "metadata": metadata, "channel": channel}
+
+
+class TaxRestInput(RestInput):
+    """``rest`` channel: same URL and reply format as Rasa's, with validated input."""
+
+    def __init__(self, max_message_chars: int = 2000) -> None:
+        self.max_message_chars = max_message_chars
+
+    @classmethod
+    def name(cls) -> Text:
+        return "rest"
+
+    @classmethod
+    def from_credentials(cls, credentials: Optional[Dict[Text, Any]]) -> "TaxRestInput":
+        credentials = credentials or {}
+        raw = os.environ.get("TAXBOT_MAX_MESSAGE_CHARS") or credentials.get("max_message_chars", 2000)
+        try:
+            limit = int(raw)
+        except (TypeError, ValueError) as exc:
+            raise InvalidConfigException(f"max_message_chars must be an integer, got {raw!r}") from exc
+        if limit < 10:
+            raise InvalidConfigException("max_message_chars must be at least 10")
+        return cls(max_message_chars=limit)
+
+    def blueprint(self, on_new_message):  # type: ignore[no-untyped-def]
+        blueprint = Blueprint(f"custom_webhook_{type(self).__name__}", __name__)
+
+        @blueprint.route("/", methods=["GET"])
+        async def health(request: Request) -> HTTPResponse:
+            return response.json({"status": "ok"})
+
+        @blueprint.route("/webhook", methods=["POST"])
+        async def receive(request: Request) -> HTTPResponse:
+            try:
+                fields = validate_message(parse_body(request.body or b""))
+            except BadRequest as exc:
+                return response.json({"error": "bad_request", "message": str(exc)}, status=400)
+            sender, text, channel = fields["sender"], fields["message"], fields["channel"]
+            if not text:
+                return response.json(await _say(request, "utter_empty_message", sender, channel))
+            if len(text) > self.max_message_chars:
+                return response.json(
+                    await _say(request, "utter_message_too_long", sender, channel, max_chars=self.max_message_chars)
+                )
+            collector = CollectingOutputChannel()
+            try:
+                await on_new_message(
+                    UserMessage(text, collector, sender, input_channel=channel, metadata=fields["metadata"])
+                )
+            except Exception:  # as in Rasa's own handler: log it, and the user still gets a reply
+                logger.exception("rest.message_failed sender=%s", sender)
+                if not collector.messages:
+                    return response.json(await _say(request, "utter_service_unavailable", sender, channel))
+            return response.json(collector.messages)
+
+        return blueprint
+
+
+async def _say(request: Request, template: Text, sender: Text, channel: Text, **kwargs: Any) -> List[Dict[str, Any]]:
+    """A domain response rendered for ``channel``, as the REST channel's reply list."""
+    agent = request.app.ctx.agent
+    tracker = DialogueStateTracker(sender, agent.domain.slots)
+    message = await agent.nlg.generate(template, tracker, channel, **kwargs)
+    return [{"recipient_id": sender, "text": (message or {}).get("text", "")}]

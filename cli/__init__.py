@@ -1,0 +1,1 @@
+"""The ``./taxbot`` command line: setup, run, train, chat, nlu, test, bench."""

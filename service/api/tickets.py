@@ -1,0 +1,72 @@
+"""Complaints (投诉), reports (举报) and suggestions (建议) filed from a conversation."""
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Literal
+
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+
+from service.api.deps import SessionDep
+from service.api.schemas import ChinaTime, contact_phone
+from service.models import CHINA_TZ, Ticket, utcnow
+
+logger = logging.getLogger(__name__)
+router = APIRouter(prefix="/tickets", tags=["tickets"])
+
+PREFIXES = {"complaint": "TS", "report": "JB", "suggestion": "JY"}
+
+
+def reference(prefix: str, created_at: datetime, row_id: int) -> str:
+    """'TS' + China date + zero-padded row id, e.g. TS20261123000012."""
+    return f"{prefix}{created_at.astimezone(CHINA_TZ):%Y%m%d}{row_id:06d}"
+
+
+class TicketIn(BaseModel):
+    kind: Literal["complaint", "report", "suggestion"]
+    subject: str | None = Field(default=None, max_length=200)
+    detail: str = Field(min_length=1, max_length=4000)
+    contact_phone: str | None = Field(default=None, max_length=32)
+    conversation_id: str = Field(min_length=1, max_length=128)
+    channel: str = Field(min_length=1, max_length=32)
+    opening_message: str | None = Field(default=None, max_length=4000)
+
+
+class TicketCreated(BaseModel):
+    reference: str
+    kind: str
+    status: str
+    created_at: ChinaTime
+
+
+class TicketOut(TicketCreated):
+    subject: str | None
+    detail: str
+    contact_phone: str | None
+    conversation_id: str
+    channel: str
+    opening_message: str | None
+
+
+class TicketList(BaseModel):
+    items: list[TicketOut]
+
+
+@router.post("", status_code=201)
+def create_ticket(body: TicketIn, session: SessionDep) -> TicketCreated:
+    ticket = Ticket(**body.model_dump(exclude={"contact_phone"}), contact_phone=contact_phone(body.contact_phone),
+                    status="open", created_at=utcnow())
+    session.add(ticket)
+    session.flush()
+    ticket.reference = reference(PREFIXES[ticket.kind], ticket.created_at, ticket.id)
+    session.commit()
+    logger.info("ticket.created reference=%s kind=%s channel=%s", ticket.reference, ticket.kind, ticket.channel)
+    return TicketCreated.model_validate(ticket, from_attributes=True)
+
+
+@router.get("")
+def list_tickets(conversation_id: str, session: SessionDep) -> TicketList:
+    rows = session.scalars(select(Ticket).where(Ticket.conversation_id == conversation_id).order_by(Ticket.id)).all()
+    return TicketList(items=[TicketOut.model_validate(row, from_attributes=True) for row in rows])

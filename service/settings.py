@@ -1,0 +1,83 @@
+"""Typed settings, validated at start-up: read from TAXBOT_* environment variables and .env."""
+from __future__ import annotations
+
+import logging
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+logger = logging.getLogger(__name__)
+
+_PLACEHOLDERS = ("changeme", "change-me", "change_me", "secret", "token", "password", "placeholder", "example", "xxxx")
+_TOKEN_HINT = "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TAXBOT_", env_file=".env", extra="ignore", hide_input_in_errors=True)
+
+    data_dir: Path = Path("data")
+    database_url: str | None = None
+    service_token: SecretStr
+    sms_sender: Literal["log", "http"] = "log"
+    sms_http_url: str | None = None
+    sms_http_key: SecretStr | None = None
+    otp_ttl_seconds: int = 300
+    otp_max_attempts: int = 5
+    otp_fixed_code: str | None = None
+    grant_ttl_seconds: int = 1800
+    seed_demo_data: bool = True
+    verification_rate_limit: int = 5
+
+    @model_validator(mode="before")
+    @classmethod
+    def _token_present(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not data.get("service_token"):
+            raise ValueError(f"TAXBOT_SERVICE_TOKEN is required; {_TOKEN_HINT}")
+        return data
+
+    @field_validator("service_token")
+    @classmethod
+    def _token_strong(cls, value: SecretStr) -> SecretStr:
+        token = value.get_secret_value()
+        if len(token) < 16:
+            raise ValueError(f"TAXBOT_SERVICE_TOKEN must be at least 16 characters; {_TOKEN_HINT}")
+        if any(word in token.lower() for word in _PLACEHOLDERS) or len(set(token)) < 6:
+            raise ValueError(f"TAXBOT_SERVICE_TOKEN looks like a placeholder; {_TOKEN_HINT}")
+        return value
+
+    @field_validator("otp_fixed_code")
+    @classmethod
+    def _six_digits(cls, value: str | None) -> str | None:
+        if not value:
+            return None  # unset, or set to an empty string
+        if not re.fullmatch(r"\d{6}", value):
+            raise ValueError("TAXBOT_OTP_FIXED_CODE must be exactly 6 digits")
+        return value
+
+    @field_validator("otp_ttl_seconds", "otp_max_attempts", "grant_ttl_seconds", "verification_rate_limit")
+    @classmethod
+    def _positive(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError("must be a positive integer")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.sms_sender == "http" and not (self.sms_http_url and self.sms_http_key):
+            raise ValueError("TAXBOT_SMS_HTTP_URL and TAXBOT_SMS_HTTP_KEY are required when TAXBOT_SMS_SENDER=http")
+        if self.sms_sender == "http" and self.otp_fixed_code:
+            logger.warning("settings.otp_fixed_code_ignored: a fixed code is honoured only with the log SMS sender")
+            self.otp_fixed_code = None
+        if self.database_url is None:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            self.database_url = f"sqlite:///{self.data_dir}/taxbot.db"
+        return self
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()  # type: ignore[call-arg]  # values come from the environment
