@@ -16,10 +16,18 @@ def latest_intent(tracker: Tracker) -> Optional[Text]:
     return (tracker.latest_message.get("intent") or {}).get("name")
 
 
+HANDED_OVER = "utter_handoff_recorded"
+
+
 def consecutive_fallbacks(tracker: Tracker) -> int:
-    """How many user turns in a row, ending with the latest, NLU did not understand."""
+    """How many user turns in a row, ending with the latest, NLU did not understand.
+
+    Counting starts again after a handoff: the next misunderstanding asks to rephrase.
+    """
     count = 0
     for event in reversed(tracker.events):
+        if event.get("event") == "bot" and (event.get("metadata") or {}).get("utter_action") == HANDED_OVER:
+            break
         if event.get("event") != "user":
             continue
         intent = ((event.get("parse_data") or {}).get("intent") or {}).get("name")

@@ -46,10 +46,10 @@ def parse_contact(value: Any) -> Optional[str]:
 
 
 class _TicketFormValidation(FormValidationAction):
-    form_name = ""
+    form = ""  # rasa-sdk derives form_name() from name()
 
     def name(self) -> Text:
-        return f"validate_{self.form_name}"
+        return f"validate_{self.form}"
 
     async def validate_ticket_subject(
         self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
@@ -71,15 +71,15 @@ class _TicketFormValidation(FormValidationAction):
 
 
 class ValidateComplaintForm(_TicketFormValidation):
-    form_name = "complaint_form"
+    form = "complaint_form"
 
 
 class ValidateReportForm(_TicketFormValidation):
-    form_name = "report_form"
+    form = "report_form"
 
 
 class ValidateSuggestionForm(_TicketFormValidation):
-    form_name = "suggestion_form"
+    form = "suggestion_form"
 
 
 def opening_message(tracker: Tracker, form: Text) -> Optional[str]:

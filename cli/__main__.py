@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from pydantic import ValidationError
 
@@ -13,7 +14,7 @@ from cli.runtime import fail, run
 HELP = """用法：./taxbot 命令 [参数]
 
   setup                 创建两个虚拟环境（按锁文件），并训练模型
-  run                   在本机回环地址上启动全部进程（Rasa、动作服务器、服务应用），打印地址；Ctrl-C 全部停止
+  run [--model PATH]    在本机回环地址上启动全部进程（Rasa、动作服务器、服务应用），打印地址；Ctrl-C 全部停止
   train [--force]       仅在配置、领域或训练数据变化时训练模型
   chat [--sender ID]    在终端里和运行中的助手对话
   nlu parse             从标准输入逐行读句子，每行输出一个 JSON（意图、置信度、排序、实体）
@@ -60,7 +61,10 @@ def main(argv: list[str] | None = None) -> int:
         from cli.model import ensure_model
         from cli.supervisor import run_all
 
-        return run_all(config, ensure_model(config))
+        model = Path(args[args.index("--model") + 1]) if "--model" in args[:-1] else ensure_model(config)
+        if not model.exists():
+            fail(f"模型文件不存在：{model}", code=2)
+        return run_all(config, model.resolve())
     if command == "chat":
         from cli.chat import chat
 

@@ -10,8 +10,7 @@ from pydantic import SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cli.bootstrap import ROOT, cache_dir
-
-PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "token", "password", "test", "example"}
+from taxlib.secrets import secret_problem
 
 
 class RuntimeConfig(BaseSettings):
@@ -36,10 +35,9 @@ class RuntimeConfig(BaseSettings):
     @field_validator("rasa_token", "service_token")
     @classmethod
     def _no_placeholder(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None:
-            raw = value.get_secret_value()
-            if raw.lower() in PLACEHOLDER_SECRETS or len(raw) < 16:
-                raise ValueError("must be a random value of at least 16 characters, not a placeholder")
+        problem = secret_problem(value.get_secret_value()) if value is not None else None
+        if problem:
+            raise ValueError(problem)
         return value
 
     @field_validator("fallback_handoff_turns")

@@ -10,10 +10,10 @@ from typing import Any, Literal
 from pydantic import SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from taxlib.secrets import HINT, secret_problem
+
 logger = logging.getLogger(__name__)
 
-_PLACEHOLDERS = ("changeme", "change-me", "change_me", "secret", "token", "password", "placeholder", "example", "xxxx")
-_TOKEN_HINT = "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
 
 
 class Settings(BaseSettings):
@@ -36,17 +36,15 @@ class Settings(BaseSettings):
     @classmethod
     def _token_present(cls, data: Any) -> Any:
         if isinstance(data, dict) and not data.get("service_token"):
-            raise ValueError(f"TAXBOT_SERVICE_TOKEN is required; {_TOKEN_HINT}")
+            raise ValueError(f"TAXBOT_SERVICE_TOKEN is required; {HINT}")
         return data
 
     @field_validator("service_token")
     @classmethod
     def _token_strong(cls, value: SecretStr) -> SecretStr:
-        token = value.get_secret_value()
-        if len(token) < 16:
-            raise ValueError(f"TAXBOT_SERVICE_TOKEN must be at least 16 characters; {_TOKEN_HINT}")
-        if any(word in token.lower() for word in _PLACEHOLDERS) or len(set(token)) < 6:
-            raise ValueError(f"TAXBOT_SERVICE_TOKEN looks like a placeholder; {_TOKEN_HINT}")
+        problem = secret_problem(value.get_secret_value())
+        if problem:
+            raise ValueError(f"TAXBOT_SERVICE_TOKEN {problem}")
         return value
 
     @field_validator("otp_fixed_code")

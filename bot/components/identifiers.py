@@ -73,11 +73,8 @@ def find_identifiers(text: str) -> List[Dict[str, Any]]:
     return sorted(found, key=lambda e: e["start"])
 
 
-@DefaultV1Recipe.register(
-    [DefaultV1Recipe.ComponentType.ENTITY_EXTRACTOR], is_trainable=False
-)
-class IdentifierExtractor(GraphComponent, EntityExtractorMixin):
-    """Finds unified social credit codes, resident ID numbers and mobile numbers."""
+class _RuleBasedComponent(GraphComponent):
+    """A component without configuration or training: rules and arithmetic only."""
 
     @staticmethod
     def get_default_config() -> Dict[Text, Any]:
@@ -90,11 +87,18 @@ class IdentifierExtractor(GraphComponent, EntityExtractorMixin):
         model_storage: ModelStorage,
         resource: Resource,
         execution_context: ExecutionContext,
-    ) -> "IdentifierExtractor":
+    ) -> GraphComponent:
         return cls()
 
     def process_training_data(self, training_data: TrainingData) -> TrainingData:
         return training_data
+
+
+@DefaultV1Recipe.register(
+    [DefaultV1Recipe.ComponentType.ENTITY_EXTRACTOR], is_trainable=False
+)
+class IdentifierExtractor(_RuleBasedComponent, EntityExtractorMixin):
+    """Finds unified social credit codes, resident ID numbers and mobile numbers."""
 
     def process(self, messages: List[Message]) -> List[Message]:
         for message in messages:
@@ -141,30 +145,13 @@ def is_contentless(text: str, identifiers: List[Dict[str, Any]]) -> bool:
 @DefaultV1Recipe.register(
     [DefaultV1Recipe.ComponentType.INTENT_CLASSIFIER], is_trainable=False
 )
-class ContentlessMessageClassifier(GraphComponent):
+class ContentlessMessageClassifier(_RuleBasedComponent):
     """Marks messages without words as ``nlu_fallback`` (after the FallbackClassifier).
 
     DIET still answers confidently for a bare number (it has to pick some intent), but the
     dialogue should decide by context instead: inside a form the number fills the requested
     slot; outside one the user is asked to say what they want.
     """
-
-    @staticmethod
-    def get_default_config() -> Dict[Text, Any]:
-        return {}
-
-    @classmethod
-    def create(
-        cls,
-        config: Dict[Text, Any],
-        model_storage: ModelStorage,
-        resource: Resource,
-        execution_context: ExecutionContext,
-    ) -> "ContentlessMessageClassifier":
-        return cls()
-
-    def process_training_data(self, training_data: TrainingData) -> TrainingData:
-        return training_data
 
     def process(self, messages: List[Message]) -> List[Message]:
         for message in messages:

@@ -9,9 +9,8 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from service.api.deps import SessionDep
-from service.api.schemas import ChinaTime, contact_phone
-from service.api.tickets import reference
-from service.models import HandoffRequest, utcnow
+from service.api.schemas import ChinaTime, contact_phone, save_with_reference
+from service.models import HandoffRequest
 
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/handoffs", tags=["handoffs"])
@@ -46,11 +45,8 @@ class HandoffList(BaseModel):
 @router.post("", status_code=201)
 def create_handoff(body: HandoffIn, session: SessionDep) -> HandoffCreated:
     handoff = HandoffRequest(**body.model_dump(exclude={"contact_phone"}), contact_phone=contact_phone(body.contact_phone),
-                             status="pending", created_at=utcnow())
-    session.add(handoff)
-    session.flush()
-    handoff.reference = reference("RG", handoff.created_at, handoff.id)
-    session.commit()
+                             status="pending")
+    save_with_reference(session, handoff, "RG")
     logger.info("handoff.created reference=%s reason=%s channel=%s", handoff.reference, handoff.reason, handoff.channel)
     return HandoffCreated.model_validate(handoff, from_attributes=True)
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 from typing import Literal
 
 from fastapi import APIRouter
@@ -10,18 +9,13 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from service.api.deps import SessionDep
-from service.api.schemas import ChinaTime, contact_phone
-from service.models import CHINA_TZ, Ticket, utcnow
+from service.api.schemas import ChinaTime, contact_phone, save_with_reference
+from service.models import Ticket
 
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/tickets", tags=["tickets"])
 
 PREFIXES = {"complaint": "TS", "report": "JB", "suggestion": "JY"}
-
-
-def reference(prefix: str, created_at: datetime, row_id: int) -> str:
-    """'TS' + China date + zero-padded row id, e.g. TS20261123000012."""
-    return f"{prefix}{created_at.astimezone(CHINA_TZ):%Y%m%d}{row_id:06d}"
 
 
 class TicketIn(BaseModel):
@@ -56,12 +50,8 @@ class TicketList(BaseModel):
 
 @router.post("", status_code=201)
 def create_ticket(body: TicketIn, session: SessionDep) -> TicketCreated:
-    ticket = Ticket(**body.model_dump(exclude={"contact_phone"}), contact_phone=contact_phone(body.contact_phone),
-                    status="open", created_at=utcnow())
-    session.add(ticket)
-    session.flush()
-    ticket.reference = reference(PREFIXES[ticket.kind], ticket.created_at, ticket.id)
-    session.commit()
+    ticket = Ticket(**body.model_dump(exclude={"contact_phone"}), contact_phone=contact_phone(body.contact_phone), status="open")
+    save_with_reference(session, ticket, PREFIXES[ticket.kind])
     logger.info("ticket.created reference=%s kind=%s channel=%s", ticket.reference, ticket.kind, ticket.channel)
     return TicketCreated.model_validate(ticket, from_attributes=True)
 

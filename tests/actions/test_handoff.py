@@ -97,3 +97,10 @@ async def test_handoff_when_the_service_is_down_points_to_12366(service, dispatc
     service.responses["create_handoff"] = ServiceUnavailable("down")
     await ActionHandoff().run(dispatcher, make_tracker([user("转人工", "request_human")]), {})
     assert responses(dispatcher) == ["utter_handoff_unavailable"]
+
+
+async def test_counting_starts_again_after_a_handoff(service, dispatcher):
+    events = fallbacks(3) + [bot("utter_handoff_recorded"), user("😀", "nlu_fallback", 1.0)]
+    await ActionFallback().run(dispatcher, make_tracker(events), {})
+    assert responses(dispatcher) == ["utter_ask_rephrase"]
+    assert service.calls == []

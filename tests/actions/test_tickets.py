@@ -61,3 +61,11 @@ async def test_ticket_failure_is_told_and_the_facts_kept(service, dispatcher):
     assert responses(dispatcher) == ["utter_ticket_failed"]
     assert events == []
     assert service.calls[0][1]["contact_phone"] == "13817414333"
+
+
+async def test_form_validations_know_their_forms():
+    from actions.tickets import ValidateSuggestionForm
+
+    for action, form in [(ValidateComplaintForm(), "complaint_form"), (ValidateReportForm(), "report_form"),
+                         (ValidateSuggestionForm(), "suggestion_form")]:
+        assert action.form_name() == form

@@ -47,3 +47,24 @@ def test_replaces_what_diet_guessed_for_identifiers():
         ("id_number", ID, "IdentifierExtractor"),
         ("tax_type", "个税", "DIETClassifier"),
     ]
+
+
+def classify(text, intent="goodbye"):
+    from bot.components.identifiers import ContentlessMessageClassifier
+    from rasa.shared.nlu.constants import INTENT
+
+    message = Message(data={TEXT: text})
+    message.set(INTENT, {"name": intent, "confidence": 0.99})
+    IdentifierExtractor().process([message])
+    ContentlessMessageClassifier().process([message])
+    return message.get(INTENT)["name"]
+
+
+def test_messages_without_words_are_left_to_the_dialogue():
+    for text in ["246810", "138 1741 4333", ID, "幺三八一七四一", "😀😀😀", "？？", "9111010178CCCC3FLD"]:
+        assert classify(text) == "nlu_fallback", text
+
+
+def test_messages_with_words_keep_their_intent():
+    for text in [f"我的身份证号是{ID}", "验证码123456", "再见", "ok", "/greet"]:
+        assert classify(text) == "goodbye", text

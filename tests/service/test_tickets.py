@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service.api.tickets import reference
+from service.api.schemas import reference
 from service.models import CHINA_TZ, Ticket
 
 TICKET = {"kind": "complaint", "subject": "办税服务厅排队时间过长", "detail": "上午在办税服务厅排队两个小时。",
