@@ -71,6 +71,18 @@ def validate_message(body: Dict[str, Any]) -> Dict[str, Any]:
     return {"sender": sender.strip(), "message": strip_control(message).strip(), "metadata": metadata, "channel": channel}
 
 
+class ChannelCollector(CollectingOutputChannel):
+    """Collects replies like Rasa's REST collector, but answers to the name of the channel the
+    message came in on, so responses pick their ``channel:`` variation (phone, wechat …)."""
+
+    def __init__(self, channel: Text) -> None:
+        super().__init__()
+        self._channel = channel
+
+    def name(self) -> Text:  # type: ignore[override]  # a classmethod upstream
+        return self._channel
+
+
 class TaxRestInput(RestInput):
     """``rest`` channel: same URL and reply format as Rasa's, with validated input."""
 
@@ -113,7 +125,7 @@ class TaxRestInput(RestInput):
                 return response.json(
                     await _say(request, "utter_message_too_long", sender, channel, max_chars=self.max_message_chars)
                 )
-            collector = CollectingOutputChannel()
+            collector = ChannelCollector(channel)
             try:
                 await on_new_message(
                     UserMessage(text, collector, sender, input_channel=channel, metadata=fields["metadata"])

@@ -35,7 +35,6 @@ class Component:
     port: int
     command: list[str]
     health_url: str
-    headers: dict[str, str] | None = None
 
 
 def render_endpoints(config: RuntimeConfig) -> Path:
@@ -72,8 +71,8 @@ def components(config: RuntimeConfig, model: Path) -> list[Component]:
             [str(paths.RASA_BIN), "run", "--model", str(model), "--endpoints", str(endpoints),
              "--credentials", str(paths.CREDENTIALS), "--enable-api", "--auth-token", config.rasa_token_value,
              "--interface", config.host, "--port", str(config.rasa_port)],
-            f"{config.rasa_url}/status",
-            {"Authorization": f"Bearer {config.rasa_token_value}"},
+            # Rasa's --auth-token is checked as a query parameter (a Bearer header means JWT)
+            f"{config.rasa_url}/status?token={config.rasa_token_value}",
         ),
     ]
 
@@ -86,7 +85,7 @@ def port_in_use(host: str, port: int) -> bool:
 
 def healthy(component: Component) -> bool:
     try:
-        return httpx.get(component.health_url, headers=component.headers, timeout=3).status_code == 200
+        return httpx.get(component.health_url, timeout=3).status_code == 200
     except httpx.HTTPError:
         return False
 
@@ -126,7 +125,7 @@ class HealthMonitor(threading.Thread):
                 ok = healthy(c)
                 if not ok and c.name not in failing:
                     failing.add(c.name)
-                    self.say(f"✗ {c.label}没有响应健康检查：{c.health_url}")
+                    self.say(f"✗ {c.label}没有响应健康检查（端口 {c.port}）")
                 elif ok and c.name in failing:
                     failing.discard(c.name)
                     self.say(f"✔ {c.label}恢复响应")

@@ -44,3 +44,12 @@ def test_message_limit_is_validated_from_credentials():
         TaxRestInput.from_credentials({"max_message_chars": "many"})
     with pytest.raises(InvalidConfigException):
         TaxRestInput.from_credentials({"max_message_chars": 3})
+
+
+async def test_replies_are_collected_under_the_input_channel_name():
+    from channels.rest_input import ChannelCollector
+
+    collector = ChannelCollector("phone")
+    await collector.send_text_message("u1", "您好")
+    assert collector.name() == "phone"
+    assert collector.messages == [{"recipient_id": "u1", "text": "您好"}]

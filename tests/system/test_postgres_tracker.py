@@ -26,8 +26,10 @@ def admin():
 @pytest.fixture(scope="module")
 def postgres_system(tmp_path_factory):
     name = f"taxbot_test_{uuid.uuid4().hex[:8]}"
-    with admin() as connection, connection.cursor() as cursor:
+    connection = admin()  # autocommit: CREATE DATABASE cannot run inside a transaction
+    with connection.cursor() as cursor:
         cursor.execute(f'CREATE DATABASE "{name}"')
+    connection.close()
     url = ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
     system = start_system(tmp_path_factory.mktemp("pg"), TAXBOT_TRACKER_STORE_URL=url, TAXBOT_DATABASE_URL=url)
     yield system, url
