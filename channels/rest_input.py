@@ -22,10 +22,13 @@ from rasa.core.channels.rest import RestInput
 from rasa.shared.core.trackers import DialogueStateTracker
 from rasa.shared.exceptions import InvalidConfigException
 
+from channels import rasa_speedups
 from taxlib.privacy import install_log_masking
 from taxlib.text import strip_control
 
+# This module is what the Rasa server imports from credentials.yml: process-wide set-up goes here.
 install_log_masking()
+rasa_speedups.install()
 logger = logging.getLogger(__name__)
 
 KNOWN_CHANNELS = ("rest", "webchat", "wechat", "phone")
