@@ -123,7 +123,7 @@ def bench_train(config: RuntimeConfig) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(prog="taxbot bench")
     parser.add_argument("--no-train", action="store_true", help="skip the training benchmark (several minutes)")
-    parser.add_argument("--rounds", type=int, default=5, help="conversations of %d turns for the REST benchmark" % len(TURNS))
+    parser.add_argument("--rounds", type=int, default=10, help="conversations of %d turns for the REST benchmark" % len(TURNS))
     args = parser.parse_args()
     config = RuntimeConfig()
     model = ensure_model(config)

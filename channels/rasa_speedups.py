@@ -1,4 +1,6 @@
-"""A measured fix for the Rasa server process: JSON-schema checks without re-checking the schema.
+"""Measured fixes for the Rasa server process.
+
+JSON-schema checks without re-checking the schema:
 
 Rasa validates every action-server response with ``jsonschema.validate(result, schema)``, and
 jsonschema 4 re-validates the *schema* against its meta-schema on every call. Profiling
@@ -40,3 +42,27 @@ def install() -> Tuple[Any, Any]:
     previous = jsonschema.validate
     jsonschema.validate = validate
     return previous, validate
+
+
+def sqlite_write_ahead_log() -> None:
+    """SQLite connections of this process use write-ahead logging.
+
+    The tracker store writes every turn; in WAL mode a commit appends to the log instead of
+    rewriting pages through a rollback journal, and readers do not block the writer.
+    ``synchronous`` stays FULL: a committed turn survives a power cut.
+    """
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    if getattr(sqlite_write_ahead_log, "installed", False):
+        return
+
+    @event.listens_for(Engine, "connect")
+    def _wal(dbapi_connection: Any, _record: Any) -> None:
+        if type(dbapi_connection).__module__.startswith(("sqlite3", "pysqlite2")):
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=FULL")
+            cursor.close()
+
+    sqlite_write_ahead_log.installed = True  # type: ignore[attr-defined]

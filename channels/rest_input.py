@@ -29,6 +29,7 @@ from taxlib.text import strip_control
 # This module is what the Rasa server imports from credentials.yml: process-wide set-up goes here.
 install_log_masking()
 rasa_speedups.install()
+rasa_speedups.sqlite_write_ahead_log()
 logger = logging.getLogger(__name__)
 
 KNOWN_CHANNELS = ("rest", "webchat", "wechat", "phone")

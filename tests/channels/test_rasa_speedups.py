@@ -34,3 +34,14 @@ def test_installed_in_the_rasa_server_by_the_rest_channel():
     import channels.rest_input  # noqa: F401  (the import installs it)
 
     assert jsonschema.validate is rasa_speedups.validate
+
+
+def test_sqlite_connections_use_write_ahead_logging(tmp_path):
+    from sqlalchemy import create_engine, text
+
+    rasa_speedups.sqlite_write_ahead_log()
+    rasa_speedups.sqlite_write_ahead_log()  # idempotent
+    engine = create_engine(f"sqlite:///{tmp_path / 'tracker.db'}")
+    with engine.connect() as connection:
+        assert connection.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert connection.execute(text("PRAGMA synchronous")).scalar() == 2  # FULL

@@ -112,8 +112,10 @@ def test_conversations_are_kept_in_the_sqlite_tracker_store(system, sender):
     system.texts(sender, "谢谢")
     with sqlite3.connect(system.data_dir / "rasa_tracker.db") as db:
         rows = db.execute("SELECT type_name FROM events WHERE sender_id = ?", (sender,)).fetchall()
+        journal = db.execute("PRAGMA journal_mode").fetchone()[0]
     kinds = {r[0] for r in rows}
     assert {"user", "bot", "action"} <= kinds
+    assert journal == "wal"  # set by the Rasa server (channels/rasa_speedups.py) and persistent
 
 
 def test_identifiers_are_masked_in_every_log_line(system):
