@@ -82,28 +82,28 @@ class Taxpayer(Base):
         return self.taxpayer_id or self.id_number or ""
 
 
-class TaxDue(Base):
-    __tablename__ = "tax_due"
-    __table_args__ = (UniqueConstraint("taxpayer_pk", "tax_type", "period"),)
+class _TaxRecord:
+    """Columns every per-taxpayer record has: whose, which tax, which period, how much."""
 
     id: Mapped[int] = mapped_column(primary_key=True)
     taxpayer_pk: Mapped[int] = mapped_column(ForeignKey("taxpayers.id", ondelete="CASCADE"), index=True)
     tax_type: Mapped[str] = mapped_column(String(32))
     period: Mapped[str] = mapped_column(String(32))
     amount: Mapped[Decimal]
+
+
+class TaxDue(_TaxRecord, Base):
+    __tablename__ = "tax_due"
+    __table_args__ = (UniqueConstraint("taxpayer_pk", "tax_type", "period"),)
+
     due_date: Mapped[date]
     status: Mapped[str] = mapped_column(_choice(DUE_STATUSES, "due_status"))
     taxpayer: Mapped[Taxpayer] = relationship()
 
 
-class Payment(Base):
+class Payment(_TaxRecord, Base):
     __tablename__ = "payments"
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    taxpayer_pk: Mapped[int] = mapped_column(ForeignKey("taxpayers.id", ondelete="CASCADE"), index=True)
-    tax_type: Mapped[str] = mapped_column(String(32))
-    period: Mapped[str] = mapped_column(String(32))
-    amount: Mapped[Decimal]
     paid_at: Mapped[datetime]
     channel: Mapped[str] = mapped_column(String(32))
     voucher_no: Mapped[str] = mapped_column(String(32), unique=True)
@@ -111,15 +111,10 @@ class Payment(Base):
     taxpayer: Mapped[Taxpayer] = relationship()
 
 
-class Refund(Base):
+class Refund(_TaxRecord, Base):
     __tablename__ = "refunds"
     __table_args__ = (UniqueConstraint("taxpayer_pk", "tax_type", "period"),)
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    taxpayer_pk: Mapped[int] = mapped_column(ForeignKey("taxpayers.id", ondelete="CASCADE"), index=True)
-    tax_type: Mapped[str] = mapped_column(String(32))
-    period: Mapped[str] = mapped_column(String(32))
-    amount: Mapped[Decimal]
     applied_at: Mapped[datetime]
     status: Mapped[str] = mapped_column(_choice(REFUND_STATUSES, "refund_status"))
     updated_at: Mapped[datetime]
