@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Dict, List, Optional, Text
+from typing import Any, Dict, List, Text
 
 from rasa_sdk import Action, Tracker
 from rasa_sdk.events import EventType
@@ -16,11 +16,16 @@ from rasa_sdk.types import DomainDict
 
 from actions.dialogue import channel_of, consecutive_fallbacks, last_bot_response, latest_intent
 from actions.service_client import ServiceError, ServiceUnavailable, get_service_client
+from actions.tickets import contact_phone_of
 
 logger = logging.getLogger(__name__)
 
-# Questions after which "yes" means "give me a person".
-OFFERS_OF_A_PERSON = {"utter_offer_human", "utter_identity_failed", "utter_ask_policy_general"}
+# Questions after which "yes" means "give me a person", with the handoff reason each implies.
+OFFERS_OF_A_PERSON = {
+    "utter_offer_human": "low_confidence",
+    "utter_identity_failed": "verification_failed",
+    "utter_ask_policy_general": "knowledge_gap",
+}
 
 
 def handoff_after_turns() -> int:
@@ -40,7 +45,7 @@ async def request_handoff(dispatcher: CollectingDispatcher, tracker: Tracker, re
         "channel": channel_of(tracker),
         "reason": reason,
         "last_message": (tracker.latest_message.get("text") or "")[:2000],
-        "contact_phone": tracker.get_slot("contact_phone") if _is_phone(tracker.get_slot("contact_phone")) else None,
+        "contact_phone": contact_phone_of(tracker),
     }
     try:
         created = await get_service_client().create_handoff(payload)
@@ -51,10 +56,6 @@ async def request_handoff(dispatcher: CollectingDispatcher, tracker: Tracker, re
     logger.info("handoff.recorded reference=%s reason=%s", created.get("reference"), reason)
     dispatcher.utter_message(response="utter_handoff_recorded", reference=created.get("reference", ""))
     return []
-
-
-def _is_phone(value: Optional[Any]) -> bool:
-    return isinstance(value, str) and value.isdigit() and len(value) == 11
 
 
 def handoff_reason(tracker: Tracker) -> Text:
@@ -101,10 +102,7 @@ class ActionHandleYesNo(Action):
         said_yes = latest_intent(tracker) == "affirm"
         if asked in OFFERS_OF_A_PERSON:
             if said_yes:
-                reason = "low_confidence" if asked == "utter_offer_human" else (
-                    "verification_failed" if asked == "utter_identity_failed" else "knowledge_gap"
-                )
-                return await request_handoff(dispatcher, tracker, reason)
+                return await request_handoff(dispatcher, tracker, OFFERS_OF_A_PERSON[asked])
             dispatcher.utter_message(response="utter_rephrase_ok" if asked == "utter_offer_human" else "utter_anything_else")
             return []
         dispatcher.utter_message(response="utter_ok" if said_yes else "utter_anything_else")

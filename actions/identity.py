@@ -36,7 +36,7 @@ def parse_identifier(text: Any) -> Optional[str]:
 def parse_phone(text: Any) -> Optional[str]:
     if not isinstance(text, str):
         return None
-    return normalize_phone(digits_only(text)) or normalize_phone(to_halfwidth(text))
+    return normalize_phone(digits_only(text))
 
 
 def parse_code(text: Any) -> Optional[str]:

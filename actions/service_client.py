@@ -5,6 +5,7 @@ never shown to a user. Tests replace the client with ``set_service_client(fake)`
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -53,6 +54,17 @@ class ServiceClient:
 
     def __init__(self, config: ServiceConfig) -> None:
         self._config = config
+        self._session: Optional[aiohttp.ClientSession] = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        """One session (and connection pool) per client, created inside the running event loop."""
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self._config.timeout_seconds))
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
 
     async def _request(
         self,
@@ -65,21 +77,19 @@ class ServiceClient:
         headers = {"Authorization": f"Bearer {self._config.token}"}
         if grant:
             headers["X-Taxpayer-Grant"] = grant
-        timeout = aiohttp.ClientTimeout(total=self._config.timeout_seconds)
         try:
-            async with aiohttp.ClientSession(timeout=timeout) as session:
-                async with session.request(
-                    method, f"{self._config.url}{path}", json=payload, headers=headers, params=params
-                ) as response:
-                    status, text = response.status, await response.text()
-        except (aiohttp.ClientError, TimeoutError) as exc:
+            async with self._client().request(
+                method, f"{self._config.url}{path}", json=payload, headers=headers, params=params
+            ) as response:
+                status, text = response.status, await response.text()
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:  # on 3.10 not the builtin TimeoutError
             logger.warning("service.request_failed method=%s path=%s error=%s", method, path, type(exc).__name__)
             raise ServiceUnavailable(str(exc)) from exc
         try:
             body = json.loads(text) if text else {}
         except ValueError:
             body = None
-        if status >= 500 and status != 502:  # 502 carries a meaning (e.g. sms_failed)
+        if status >= 500:
             raise ServiceUnavailable(f"{method} {path}: HTTP {status}")
         if status >= 400:
             code = body.get("error") if isinstance(body, dict) else None

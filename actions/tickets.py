@@ -19,7 +19,8 @@ logger = logging.getLogger(__name__)
 
 ANONYMOUS = "匿名"
 _DECLINES = re.compile(r"不留|匿名|不方便|不想留|不用了?|不需要|没有|算了|no", re.IGNORECASE)
-MAX_DETAIL_CHARS = 4000
+MAX_DETAIL_CHARS = 4000  # the service's limits (service/api/tickets.py)
+MAX_SUBJECT_CHARS = 200
 
 TICKET_KIND = {
     "complaint_form": ("complaint", "投诉"),
@@ -28,11 +29,11 @@ TICKET_KIND = {
 }
 
 
-def _text(value: Any) -> Optional[str]:
+def _text(value: Any, limit: int = MAX_DETAIL_CHARS) -> Optional[str]:
     if not isinstance(value, str):
         return None
     value = value.strip()
-    return value[:MAX_DETAIL_CHARS] if value else None
+    return value[:limit] if value else None
 
 
 def parse_contact(value: Any) -> Optional[str]:
@@ -54,7 +55,7 @@ class _TicketFormValidation(FormValidationAction):
     async def validate_ticket_subject(
         self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> Dict[Text, Any]:
-        return {"ticket_subject": _text(value)}
+        return {"ticket_subject": _text(value, MAX_SUBJECT_CHARS)}
 
     async def validate_ticket_detail(
         self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
@@ -97,6 +98,12 @@ def opening_message(tracker: Tracker, form: Text) -> Optional[str]:
     return None
 
 
+def contact_phone_of(tracker: Tracker) -> Optional[str]:
+    """The contact phone the user left in a form, or None (not given, or anonymous)."""
+    contact = tracker.get_slot("contact_phone")
+    return contact if contact and contact != ANONYMOUS else None
+
+
 class ActionSubmitTicket(Action):
     def name(self) -> Text:
         return "action_submit_ticket"
@@ -104,12 +111,11 @@ class ActionSubmitTicket(Action):
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> List[EventType]:
         form = previous_active_loop(tracker) or "complaint_form"
         kind, label = TICKET_KIND.get(form, TICKET_KIND["complaint_form"])
-        contact = tracker.get_slot("contact_phone")
         ticket = {
             "kind": kind,
             "subject": tracker.get_slot("ticket_subject"),
             "detail": tracker.get_slot("ticket_detail") or "",
-            "contact_phone": contact if contact and contact != ANONYMOUS else None,
+            "contact_phone": contact_phone_of(tracker),
             "conversation_id": tracker.sender_id,
             "channel": channel_of(tracker),
             "opening_message": opening_message(tracker, form),

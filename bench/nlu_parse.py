@@ -15,10 +15,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cli.rasa_tools import load_agent, load_examples  # noqa: E402
 
 
 def percentile(values, q):  # type: ignore[no-untyped-def]
+    """The q-th percentile by nearest rank (also used by bench/run.py)."""
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
 
@@ -36,6 +36,8 @@ async def measure(agent, texts, rounds):  # type: ignore[no-untyped-def]
 
 
 def main() -> int:
+    from cli.rasa_tools import load_agent, load_examples  # Rasa venv only
+
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", required=True)
     parser.add_argument("--data", required=True)

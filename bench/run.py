@@ -2,7 +2,7 @@
 
   nlu parse latency p50/p95   in-process parse of the held-out sentences (bench/nlu_parse.py, Rasa venv)
   REST turn latency p50/p95   full turns through /webhooks/rest/webhook of the running system
-  Rasa start time             from `rasa run` launch to /status answering with the model loaded
+  Rasa start time             from launch to /status answering with the model loaded
   Rasa server memory          RSS of the Rasa server after the REST turns
   train time, peak memory     `rasa train` from scratch into a temporary directory (skip with --no-train)
 
@@ -32,17 +32,13 @@ from cli import paths  # noqa: E402
 from cli.config import RuntimeConfig  # noqa: E402
 from cli.model import ensure_model  # noqa: E402
 from cli.runtime import process_env  # noqa: E402
+from bench.nlu_parse import percentile  # noqa: E402
 from tests.system.conftest import start_system, stop_system  # noqa: E402
 
 TURNS = [
     "你好", "个税起征点是多少", "专票开错了怎么红冲", "个税App登录不上", "怎么在手机上交社保费",
     "今天天气怎么样", "谢谢", "我要投诉", "算了", "给我转人工", "再见", "年终奖怎么交税",
 ]
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
 
 
 def rss_mb(pid: int) -> float:
@@ -60,7 +56,7 @@ def rss_mb(pid: int) -> float:
 
 
 def rasa_pid(system) -> int | None:  # type: ignore[no-untyped-def]
-    found = subprocess.run(["pgrep", "-f", f"rasa run .*--port {system.rasa_url.rsplit(':', 1)[1]}"], capture_output=True, text=True)
+    found = subprocess.run(["pgrep", "-f", f"cli.rasa_server .*--port {system.rasa_url.rsplit(':', 1)[1]}"], capture_output=True, text=True)
     pids = [int(p) for p in found.stdout.split()]
     return min(pids) if pids else None
 

@@ -71,9 +71,3 @@ def ensure_model(config: RuntimeConfig, force: bool = False) -> Path:
         built.replace(target)
     print(f"[train] 完成，用时 {time.monotonic() - started:.0f} 秒：{target.relative_to(ROOT)}", file=sys.stderr, flush=True)
     return target
-
-
-def latest_model() -> Path | None:
-    """The model for the current data if trained, else None."""
-    target = model_path()
-    return target if target.exists() else None

@@ -68,8 +68,9 @@ def components(config: RuntimeConfig, model: Path) -> list[Component]:
         ),
         Component(
             "rasa", "Rasa 服务器", config.rasa_port,
-            [str(paths.RASA_BIN), "run", "--model", str(model), "--endpoints", str(endpoints),
-             "--credentials", str(paths.CREDENTIALS), "--enable-api", "--auth-token", config.rasa_token_value,
+            # cli/rasa_server.py adds --auth-token from TAXBOT_RASA_TOKEN, out of sight of `ps`
+            [str(paths.RASA_PYTHON), "-m", "cli.rasa_server", "--model", str(model), "--endpoints", str(endpoints),
+             "--credentials", str(paths.CREDENTIALS), "--enable-api",
              "--interface", config.host, "--port", str(config.rasa_port)],
             # Rasa's --auth-token is checked as a query parameter (a Bearer header means JWT)
             f"{config.rasa_url}/status?token={config.rasa_token_value}",
@@ -144,7 +145,8 @@ def run_all(config: RuntimeConfig, model: Path) -> int:
     env = process_env(config)
     manager = Manager(Printer(sys.stdout, colour=sys.stdout.isatty()))
     for c in parts:
-        manager.add_process(c.name, shlex.join(c.command), env=env, cwd=str(ROOT))
+        own_env = dict(env, TAXBOT_RASA_TOKEN=config.rasa_token_value) if c.name == "rasa" else env
+        manager.add_process(c.name, shlex.join(c.command), env=own_env, cwd=str(ROOT))
     stop = threading.Event()
     HealthMonitor(config, parts, stop).start()
     manager.loop()

@@ -25,6 +25,7 @@ def with_driver(url: str) -> str:
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
     url = with_driver(url)
+    kwargs.setdefault("hide_parameters", True)  # SQL errors must not quote ID or phone numbers
     if not url.startswith("sqlite"):
         return create_engine(url, pool_pre_ping=True, **kwargs)
     engine = create_engine(url, connect_args={"check_same_thread": False}, **kwargs)

@@ -34,6 +34,9 @@ def mask_text(text: str) -> str:
     return _LONG_DIGITS.sub(lambda m: mask_identifier(m.group(0)), text)
 
 
+_FORMATTER = logging.Formatter()
+
+
 class MaskingFilter(logging.Filter):
     """Rewrites a record's message with identifiers masked (args are folded in first)."""
 
@@ -45,6 +48,12 @@ class MaskingFilter(logging.Filter):
         masked = mask_text(message)
         if masked != message:
             record.msg, record.args = masked, None
+        if record.exc_info:
+            # Tracebacks quote values too (SQL parameters, exception messages).
+            record.exc_text = mask_text(_FORMATTER.formatException(record.exc_info))
+            record.exc_info = None
+        if record.stack_info:
+            record.stack_info = mask_text(record.stack_info)
         return True
 
 

@@ -161,7 +161,7 @@ class ContentlessMessageClassifier(_RuleBasedComponent):
             identifiers = [e for e in message.get(ENTITIES, []) if e.get("entity") in IDENTIFIER_ENTITIES]
             if not is_contentless(text, identifiers):
                 continue
-            ranking = message.get(INTENT_RANKING_KEY) or []
+            ranking = [r for r in message.get(INTENT_RANKING_KEY) or [] if r.get(INTENT_NAME_KEY) != FALLBACK_INTENT]
             fallback = {INTENT_NAME_KEY: FALLBACK_INTENT, PREDICTED_CONFIDENCE_KEY: 1.0}
             message.set(INTENT, fallback, add_to_output=True)
             message.set(INTENT_RANKING_KEY, [fallback, *ranking], add_to_output=True)

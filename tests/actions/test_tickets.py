@@ -69,3 +69,8 @@ async def test_form_validations_know_their_forms():
     for action, form in [(ValidateComplaintForm(), "complaint_form"), (ValidateReportForm(), "report_form"),
                          (ValidateSuggestionForm(), "suggestion_form")]:
         assert action.form_name() == form
+
+
+async def test_subject_is_cut_to_what_the_service_accepts(dispatcher):
+    slots = await ValidateComplaintForm().validate_ticket_subject("窗" * 500, dispatcher, make_tracker(), {})
+    assert len(slots["ticket_subject"]) == 200

@@ -25,8 +25,10 @@ def test_every_process_listens_on_loopback(tmp_path):
         assert part.health_url.startswith("http://127.0.0.1:")
         command = " ".join(part.command)
         assert "0.0.0.0" not in command
-    rasa = components(config(tmp_path), tmp_path / "m.tar.gz")[-1]
-    assert "--enable-api" in rasa.command and "--auth-token" in rasa.command
+    cfg = config(tmp_path)
+    rasa = components(cfg, tmp_path / "m.tar.gz")[-1]
+    assert "--enable-api" in rasa.command and "cli.rasa_server" in rasa.command
+    assert cfg.rasa_token_value not in " ".join(rasa.command)  # the token is not on the command line
 
 
 def test_a_busy_port_stops_the_start_with_a_clear_message(tmp_path, capsys):

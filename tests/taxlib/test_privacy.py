@@ -27,3 +27,16 @@ def test_log_records_are_masked_whatever_the_handler(caplog):
     with caplog.at_level(logging.INFO):
         logger.info("verified %s with phone %s", "11010519491231002X", "13812345678")
     assert caplog.records[-1].getMessage() == "verified 110***********002X with phone 138****5678"
+
+
+def test_tracebacks_are_masked_too(caplog):
+    install_log_masking()
+    logger = logging.getLogger("taxbot.test")
+    try:
+        raise ValueError("no taxpayer 11010519491231002X with phone 13812345678")
+    except ValueError:
+        with caplog.at_level(logging.ERROR):
+            logger.exception("lookup failed")
+    formatted = logging.Formatter().format(caplog.records[-1])
+    assert "ValueError" in formatted and "110***********002X" in formatted
+    assert "11010519491231002X" not in formatted and "13812345678" not in formatted
