@@ -34,6 +34,10 @@ def _error(status: int, code: str, message: str, **extra: object) -> JSONRespons
     return JSONResponse({"error": code, "message": message, **extra}, status_code=status)
 
 
+_TOO_LARGE = _error(413, "payload_too_large", "请求内容过大")  # responses are stateless ASGI apps: built once
+_NUL = _error(422, "invalid_request", "请求包含非法字符")
+
+
 class RequestGuard:
     """Refuses, before any handler runs, bodies over ``limit`` bytes (413, declared or streamed) and NUL
     characters in the URL or a JSON body (422): PostgreSQL cannot store them, so they would end in a 500."""
@@ -44,24 +48,25 @@ class RequestGuard:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        too_large = _error(413, "payload_too_large", "请求内容过大")
-        nul = _error(422, "invalid_request", "请求包含非法字符")
         if b"%00" in (scope.get("raw_path") or b"") + scope["query_string"] or "\x00" in scope["path"]:
-            return await nul(scope, receive, send)
+            return await _NUL(scope, receive, send)
         declared = dict(scope["headers"]).get(b"content-length", b"0")
         if declared.isdigit() and int(declared) > self.limit:
-            return await too_large(scope, receive, send)
-        body, more = b"", True
+            return await _TOO_LARGE(scope, receive, send)
+        chunks, size, more = [], 0, True
         while more:
             message = await receive()
             if message["type"] == "http.disconnect":
                 return None
-            body += message.get("body", b"")
+            chunk = message.get("body", b"")
+            chunks.append(chunk)
+            size += len(chunk)
             more = message.get("more_body", False)
-            if len(body) > self.limit:
-                return await too_large(scope, receive, send)
+            if size > self.limit:
+                return await _TOO_LARGE(scope, receive, send)
+        body = b"".join(chunks)
         if b"\\u0000" in body:
-            return await nul(scope, receive, send)
+            return await _NUL(scope, receive, send)
         replayed = False
 
         async def replay() -> Message:
