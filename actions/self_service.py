@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Any, Dict, List, Text
+from typing import Any, Awaitable, Callable, Dict, List, Text
 
 from rasa_sdk import Action, Tracker
 from rasa_sdk.events import EventType, FollowupAction, SlotSet
@@ -41,6 +42,21 @@ def format_refund(item: Dict[str, Any]) -> str:
     return f"{item['period']} {item['tax_type']}退税 {yuan(item['amount'])} 元：{item.get('status_label') or item['status']}{note}"
 
 
+@dataclass(frozen=True)
+class QueryKind:
+    fetch: Callable[[Any, str], Awaitable[Dict[str, Any]]]
+    format: Callable[[Dict[str, Any]], str]
+    empty: str  # response when there is nothing to list
+    full: str  # response with the list
+
+
+QUERIES = {
+    "tax_due": QueryKind(lambda client, grant: client.tax_due(grant), format_tax_due, "utter_no_tax_due", "utter_tax_due"),
+    "payment": QueryKind(lambda client, grant: client.payments(grant, limit=5), format_payment, "utter_no_payments", "utter_payments"),
+    "refund": QueryKind(lambda client, grant: client.refunds(grant), format_refund, "utter_no_refunds", "utter_refunds"),
+}
+
+
 class ActionSelfServiceQuery(Action):
     def name(self) -> Text:
         return "action_self_service_query"
@@ -60,15 +76,9 @@ class ActionSelfServiceQuery(Action):
             dispatcher.utter_message(response="utter_ask_which_query")
             return []
 
-        client = get_service_client()
-        grant = tracker.get_slot("taxpayer_grant")
+        kind = QUERIES[query]
         try:
-            if query == "tax_due":
-                result = await client.tax_due(grant)
-            elif query == "payment":
-                result = await client.payments(grant, limit=5)
-            else:
-                result = await client.refunds(grant)
+            result = await kind.fetch(get_service_client(), tracker.get_slot("taxpayer_grant"))
         except ServiceError as exc:
             if exc.code == "grant_invalid":
                 # The verification has expired: verify again, then this action runs again.
@@ -87,21 +97,13 @@ class ActionSelfServiceQuery(Action):
             return []
 
         name = (result.get("taxpayer") or {}).get("name") or tracker.get_slot("taxpayer_name") or ""
-        items = result.get("items") or []
-        if query == "tax_due":
-            lines = [format_tax_due(i) for i in items]
-            empty, full, extra = "utter_no_tax_due", "utter_tax_due", {"total": yuan(result.get("total", "0"))}
-        elif query == "payment":
-            lines = [format_payment(i) for i in items]
-            empty, full, extra = "utter_no_payments", "utter_payments", {}
-        else:
-            lines = [format_refund(i) for i in items]
-            empty, full, extra = "utter_no_refunds", "utter_refunds", {}
+        lines = [kind.format(item) for item in result.get("items") or []]
+        extra = {"total": yuan(result.get("total", "0"))} if query == "tax_due" else {}
         if not lines:
-            dispatcher.utter_message(response=empty, taxpayer_name=name)
+            dispatcher.utter_message(response=kind.empty, taxpayer_name=name)
         else:
             dispatcher.utter_message(
-                response=full,
+                response=kind.full,
                 taxpayer_name=name,
                 items="\n".join(f"{n}. {line}" for n, line in enumerate(lines, 1)),
                 items_spoken="；".join(lines) + "。",

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,17 +53,21 @@ def find_python(version: str) -> str | None:
     for candidate in candidates:
         if not candidate or not Path(candidate).exists():
             continue
-        probe = subprocess.run(
-            [candidate, "-c", "import sys, venv; print('%d.%d' % sys.version_info[:2])"],
-            capture_output=True, text=True,
-        )
-        if probe.returncode == 0 and probe.stdout.strip() == version:
+        found = interpreter_version(candidate)
+        if found and found.startswith(f"{version}."):
             return candidate
     return None
 
 
+@lru_cache(maxsize=None)
+def interpreter_version(python: str) -> str | None:
+    """``sys.version`` of an interpreter that can make venvs (printed with its newline), or None."""
+    probe = subprocess.run([python, "-c", "import sys, venv; print(sys.version)"], capture_output=True, text=True)
+    return probe.stdout if probe.returncode == 0 else None
+
+
 def lock_hash(spec: VenvSpec, python: str) -> str:
-    version = subprocess.run([python, "-c", "import sys; print(sys.version)"], capture_output=True, text=True).stdout
+    version = interpreter_version(python) or ""
     digest = hashlib.sha256(spec.lock.read_bytes() + version.encode())
     return digest.hexdigest()[:16]
 

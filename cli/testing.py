@@ -41,6 +41,16 @@ class Tally:
             self.failed += 1
             self.failures.append(name)
 
+    def add(self, name: str, passed: int, failed: int, skipped: int = 0, returncode: int = 0, ok_codes=(0,)) -> None:
+        """A suite's counts; a suite that failed without failing cases (it crashed) counts one failure."""
+        self.passed += passed
+        self.failed += failed
+        self.skipped += skipped
+        if failed or returncode not in ok_codes:
+            self.failures.append(name)
+            if not failed:
+                self.failed += 1
+
     def add_junit(self, report: Path, name: str, returncode: int) -> None:
         if not report.exists():
             self.check(f"{name} (no report, exit {returncode})", False)
@@ -50,13 +60,7 @@ class Tally:
         tests = sum(int(s.get("tests", 0)) for s in suites)
         failed = sum(int(s.get("failures", 0)) + int(s.get("errors", 0)) for s in suites)
         skipped = sum(int(s.get("skipped", 0)) for s in suites)
-        self.passed += tests - failed - skipped
-        self.failed += failed
-        self.skipped += skipped
-        if failed or (returncode not in (0, 5)):
-            self.failures.append(name)
-            if not failed:
-                self.failed += 1
+        self.add(name, tests - failed - skipped, failed, skipped, returncode, ok_codes=(0, 5))  # 5: no tests
 
 
 def banner(title: str) -> None:
@@ -128,12 +132,7 @@ def run_tests(config: RuntimeConfig, args: list[str]) -> int:
         failed = failed_text.count("- story:")
         if failed_text.strip():
             print(failed_text)
-        tally.passed += stories - failed
-        tally.failed += failed
-        if failed or code != 0:
-            tally.failures.append("conversations")
-            if not failed:
-                tally.failed += 1
+        tally.add("conversations", stories - failed, failed, returncode=code)
 
     if "system" in parts:
         banner("系统测试：真实启动 Rasa、动作服务器和服务应用")

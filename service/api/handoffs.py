@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from service.api.deps import SessionDep
 from service.api.schemas import ChinaTime, contact_phone, save_with_reference
-from service.models import HandoffRequest
+from service.models import HANDOFF_REASONS, HandoffRequest
 
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/handoffs", tags=["handoffs"])
@@ -19,7 +19,7 @@ router = APIRouter(prefix="/handoffs", tags=["handoffs"])
 class HandoffIn(BaseModel):
     conversation_id: str = Field(min_length=1, max_length=128)
     channel: str = Field(min_length=1, max_length=32)
-    reason: Literal["user_request", "low_confidence", "complaint_escalation", "verification_failed", "knowledge_gap", "other"]
+    reason: Literal[*HANDOFF_REASONS]  # type: ignore[valid-type]
     last_message: str | None = Field(default=None, max_length=4000)
     contact_phone: str | None = Field(default=None, max_length=32)
 

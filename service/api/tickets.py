@@ -10,16 +10,17 @@ from sqlalchemy import select
 
 from service.api.deps import SessionDep
 from service.api.schemas import ChinaTime, contact_phone, save_with_reference
-from service.models import Ticket
+from service.models import TICKET_KINDS, Ticket
 
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/tickets", tags=["tickets"])
 
 PREFIXES = {"complaint": "TS", "report": "JB", "suggestion": "JY"}
+assert set(PREFIXES) == set(TICKET_KINDS), "every ticket kind needs a reference prefix"
 
 
 class TicketIn(BaseModel):
-    kind: Literal["complaint", "report", "suggestion"]
+    kind: Literal[*TICKET_KINDS]  # type: ignore[valid-type]
     subject: str | None = Field(default=None, max_length=200)
     detail: str = Field(min_length=1, max_length=4000)
     contact_phone: str | None = Field(default=None, max_length=32)
