@@ -17,16 +17,21 @@ def latest_intent(tracker: Tracker) -> Optional[Text]:
 
 
 HANDED_OVER = "utter_handoff_recorded"
+ANSWERED_FROM_KNOWLEDGE = "utter_knowledge_answer"
 
 
 def consecutive_fallbacks(tracker: Tracker) -> int:
     """How many user turns in a row, ending with the latest, NLU did not understand.
 
-    Counting starts again after a handoff: the next misunderstanding asks to rephrase.
+    Counting starts again after a handoff, and after a turn the knowledge base answered even though NLU did not
+    understand it: the next misunderstanding asks to rephrase.
     """
     count = 0
     for event in reversed(tracker.events):
-        if event.get("event") == "bot" and (event.get("metadata") or {}).get("utter_action") == HANDED_OVER:
+        if event.get("event") == "bot" and (event.get("metadata") or {}).get("utter_action") in {
+            HANDED_OVER,
+            ANSWERED_FROM_KNOWLEDGE,
+        }:
             break
         if event.get("event") != "user":
             continue

@@ -14,7 +14,8 @@ from rasa_sdk.events import EventType
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions.dialogue import channel_of, consecutive_fallbacks, last_bot_response, latest_intent
+from actions.dialogue import FALLBACK_INTENT, channel_of, consecutive_fallbacks, last_bot_response, latest_intent
+from actions.questions import knowledge_reply
 from actions.service_client import ServiceError, ServiceUnavailable, get_service_client
 from actions.tickets import contact_phone_of
 
@@ -25,6 +26,8 @@ OFFERS_OF_A_PERSON = {
     "utter_offer_human": "low_confidence",
     "utter_identity_failed": "verification_failed",
     "utter_ask_policy_general": "knowledge_gap",
+    "utter_knowledge_expired": "knowledge_expired",
+    "utter_knowledge_under_review": "knowledge_under_review",
 }
 
 
@@ -80,6 +83,10 @@ class ActionFallback(Action):
         return "action_fallback"
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> List[EventType]:
+        # A policy question NLU could not place may still be one the knowledge base is sure about.
+        answered = await knowledge_reply(dispatcher, tracker, FALLBACK_INTENT)
+        if answered is not None:
+            return answered
         misunderstood = consecutive_fallbacks(tracker)
         limit = handoff_after_turns()
         if misunderstood >= limit:

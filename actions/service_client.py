@@ -123,14 +123,18 @@ class ServiceClient:
     async def create_handoff(self, handoff: Dict[str, Any]) -> Dict[str, Any]:
         return await self._request("POST", "/api/v1/handoffs", payload=handoff)
 
-    async def answer_question(self, question: str, intent: str, channel: str) -> Optional[Dict[str, Any]]:
-        """The knowledge base's answer, or None when it has none (or does not exist yet)."""
+    async def answer_question(
+        self, question: str, intent: str, channel: str, entry_id: Optional[str] = None
+    ) -> Optional[Dict[str, Any]]:
+        """The knowledge base's decision for a question (or for the entry the user picked): status, answer,
+        candidates. None when the service has no answer for this request (unknown entry)."""
+        payload: Dict[str, Any] = {"question": question[:500], "intent": intent, "channel": channel}
+        if entry_id:
+            payload["entry_id"] = entry_id
         try:
-            return await self._request(
-                "POST", "/api/v1/knowledge/answer", payload={"question": question, "intent": intent, "channel": channel}
-            )
+            return await self._request("POST", "/api/v1/kb/answer", payload=payload)
         except ServiceError as exc:
-            if exc.status == 404:
+            if exc.status in (404, 422):
                 return None
             raise
 

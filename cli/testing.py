@@ -101,7 +101,7 @@ def run_tests(config: RuntimeConfig, args: list[str]) -> int:
         tally.add_junit(report, "unit (rasa venv)", code)
         banner("单元测试：服务环境（服务应用、共享工具、命令行）")
         report = paths.REPORTS_DIR / "junit-service.xml"
-        code = pytest(paths.SERVICE_PYTHON, ["tests/service", "tests/taxlib", "tests/cli"], report, config)
+        code = pytest(paths.SERVICE_PYTHON, ["tests/service", "tests/taxlib", "tests/cli", "tests/knowledge"], report, config)
         tally.add_junit(report, "unit (service venv)", code)
 
     if "nlu" in parts:

@@ -1,6 +1,7 @@
 """Application factory: ``uvicorn --factory service.app:create_app``."""
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,6 +18,7 @@ from service import __version__
 from service.api import api_v1, system
 from service.db import make_engine, make_sessionmaker, migrate
 from service.errors import ServiceError
+from service.knowledge import KnowledgeBase
 from service.models import Taxpayer
 from service.records import import_records
 from service.settings import Settings, get_settings
@@ -114,14 +116,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.otp_fixed_code:
         logger.warning("app.otp_fixed_code_in_use: every verification code is the configured fixed code (demo only)")
 
+    assert settings.kb_index_dir is not None  # filled in by Settings
+    kb = KnowledgeBase(settings.kb_index_dir, settings.kb_encoder, settings.kb_threads, settings.kb_serve_unreviewed)
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await asyncio.to_thread(kb.refresh)
+        watcher = asyncio.create_task(kb.watch(settings.kb_reload_seconds))
         yield
+        watcher.cancel()
         engine.dispose()
 
     app = FastAPI(title="taxbot-service", version=__version__, lifespan=lifespan)
     app.state.settings, app.state.engine, app.state.sessionmaker = settings, engine, sessions
     app.state.sms_sender = make_sms_sender(settings)
+    app.state.kb = kb
     app.add_middleware(RequestGuard)
     _install_error_handlers(app)
     app.include_router(system.router)

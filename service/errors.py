@@ -70,3 +70,11 @@ class RecordsImportError(Exception):
     def __init__(self, errors: list[str]) -> None:
         super().__init__("\n".join(errors))
         self.errors = errors
+
+
+class KnowledgeUnavailable(ServiceError):
+    status_code, code, message = 503, "kb_unavailable", "知识库暂时不可用"
+
+
+class EntryNotFound(ServiceError):
+    status_code, code, message = 404, "entry_not_found", "知识条目不存在"

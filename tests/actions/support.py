@@ -44,7 +44,9 @@ class FakeService:
     async def create_handoff(self, handoff):
         return await self._answer("create_handoff", handoff)
 
-    async def answer_question(self, question, intent, channel):
+    async def answer_question(self, question, intent, channel, entry_id=None):
+        if entry_id:
+            return await self._answer("answer_question", question, intent, channel, entry_id)
         return await self._answer("answer_question", question, intent, channel)
 
 
@@ -70,7 +72,7 @@ def make_tracker(
     events = events or []
     last_user = next((e for e in reversed(events) if e["event"] == "user"), None)
     latest_message = (
-        {"text": last_user["text"], "intent": last_user["parse_data"]["intent"], "entities": []} if last_user else {}
+        {"text": last_user["text"], "intent": last_user["parse_data"]["intent"], "entities": last_user["parse_data"].get("entities", [])} if last_user else {}
     )
     return Tracker(
         sender,

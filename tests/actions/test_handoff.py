@@ -19,7 +19,20 @@ def three_turns(monkeypatch):
 async def test_first_misunderstanding_asks_to_rephrase(service, dispatcher):
     await ActionFallback().run(dispatcher, make_tracker(fallbacks(1)), {})
     assert responses(dispatcher) == ["utter_ask_rephrase"]
-    assert service.calls == []
+    assert service.calls == [("answer_question", "乱码0", "nlu_fallback", "rest")]  # the knowledge base had nothing
+
+
+async def test_a_question_the_knowledge_base_is_sure_about_is_answered(service, dispatcher):
+    service.responses["answer_question"] = {"status": "answered", "answer": "每月5000元。", "candidates": []}
+    await ActionFallback().run(dispatcher, make_tracker(fallbacks(2)), {})
+    assert responses(dispatcher) == ["utter_knowledge_answer"]
+    assert all(call[0] == "answer_question" for call in service.calls)
+
+
+async def test_after_a_knowledge_answer_the_count_starts_again(service, dispatcher):
+    events = fallbacks(2) + [bot("utter_knowledge_answer"), user("嗯嗯嗯", "nlu_fallback", 0.2)]
+    await ActionFallback().run(dispatcher, make_tracker(events), {})
+    assert responses(dispatcher) == ["utter_ask_rephrase"]
 
 
 async def test_second_offers_a_person(service, dispatcher):
@@ -32,7 +45,7 @@ async def test_third_hands_over_with_reason_low_confidence(service, dispatcher):
     await ActionFallback().run(dispatcher, make_tracker(fallbacks(3), sender="c-7"), {})
     assert responses(dispatcher) == ["utter_handoff_recorded"]
     assert dispatcher.messages[0]["reference"] == "RG20261123000001"
-    (method, payload), = service.calls
+    (method, payload), = [call for call in service.calls if call[0] == "create_handoff"]
     assert payload["reason"] == "low_confidence"
     assert payload["conversation_id"] == "c-7"
     assert payload["last_message"] == "乱码2"
@@ -103,4 +116,4 @@ async def test_counting_starts_again_after_a_handoff(service, dispatcher):
     events = fallbacks(3) + [bot("utter_handoff_recorded"), user("😀", "nlu_fallback", 1.0)]
     await ActionFallback().run(dispatcher, make_tracker(events), {})
     assert responses(dispatcher) == ["utter_ask_rephrase"]
-    assert service.calls == []
+    assert [call[0] for call in service.calls] == ["answer_question"]  # no second handoff

@@ -66,7 +66,7 @@ def db_url(fresh_database: Callable[[], str]) -> str:
 @pytest.fixture
 def make_settings(db_url: str, tmp_path: Path) -> Callable[..., Settings]:
     def make(**overrides: Any) -> Settings:
-        values: dict[str, Any] = {"service_token": TOKEN, "database_url": db_url, "data_dir": tmp_path} | overrides
+        values: dict[str, Any] = {"service_token": TOKEN, "database_url": db_url, "data_dir": tmp_path, "kb_index_dir": tmp_path / "kb"} | overrides
         return Settings(_env_file=None, **values)  # type: ignore[call-arg]
     return make
 

@@ -88,6 +88,8 @@ def start_system(tmp_root: Path, **overrides: str) -> System:
         TAXBOT_SERVICE_PORT=str(ports["SERVICE"]),
         TAXBOT_SERVICE_TOKEN=tokens["service"],
         TAXBOT_RASA_TOKEN=tokens["rasa"],
+        # One knowledge index for every start: built once, not re-encoded per test.
+        TAXBOT_KB_INDEX_DIR=str(ROOT / "data" / "kb"),
         **overrides,
     )
     log = tmp_root / "run.log"

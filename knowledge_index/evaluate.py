@@ -1,0 +1,163 @@
+"""Evaluation and calibration on labelled question sets.
+
+A set is YAML::
+
+    answerable:
+      - {q: 工资五千块要不要交个税, id: iit-basic-deduction}
+    unanswerable:
+      - 上海的房产税试点对第二套房怎么收
+
+``eval/dev_*.yml`` fit the calibration (``kb calibrate``); ``eval/test_*.yml`` are only ever measured (``kb eval``).
+They were written separately from each other and from the entries' own question lists.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from knowledge_index.index import Candidate, KnowledgeIndex
+from knowledge_index.scoring import MODES, Calibration, Mode, ModeCalibration, fit_logistic, features, rank
+
+EVAL_DIR = Path(__file__).resolve().parent / "eval"
+DEV_SET = "dev_*.yml"
+TEST_SET = "test_*.yml"
+
+
+@dataclass(frozen=True)
+class LabelledSet:
+    answerable: list[tuple[str, str]]  # (question, entry id)
+    unanswerable: list[str]
+
+
+def set_files(pattern: str | Path) -> list[Path]:
+    """A file, or a glob under ``eval/`` (``test_*.yml``)."""
+    path = Path(pattern)
+    if path.is_file():
+        return [path]
+    files = sorted(EVAL_DIR.glob(str(pattern)))
+    if not files:
+        raise FileNotFoundError(f"no evaluation set matches {pattern}")
+    return files
+
+
+def load_set(pattern: str | Path, known_ids: set[str] | None = None) -> LabelledSet:
+    answerable: list[tuple[str, str]] = []
+    unanswerable: list[str] = []
+    for path in set_files(pattern):
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        labelled = [(str(item["q"]).strip(), str(item["id"]).strip()) for item in raw.get("answerable") or []]
+        if known_ids is not None:
+            unknown = sorted({i for _, i in labelled if i not in known_ids})
+            if unknown:
+                raise ValueError(f"{path.name} labels entries that do not exist: {', '.join(unknown)}")
+        answerable += labelled
+        unanswerable += [str(q).strip() for q in raw.get("unanswerable") or []]
+    return LabelledSet(answerable, unanswerable)
+
+
+def gather(index: KnowledgeIndex, questions: list[str]) -> list[list[Candidate]]:
+    return [index.candidates(q) for q in questions]
+
+
+def metrics(
+    answerable: list[tuple[str, str]],
+    answerable_candidates: list[list[Candidate]],
+    unanswerable_candidates: list[list[Candidate]],
+    calibration: Calibration,
+    mode: Mode,
+) -> dict[str, float]:
+    threshold = calibration.for_mode(mode).threshold
+    hits1 = hits5 = reciprocal = refused_answerable = wrong_answers = 0.0
+    for (_, gold), candidates in zip(answerable, answerable_candidates):
+        ranked = rank(candidates, calibration, mode)
+        ids = [s.entry_id for s in ranked]
+        position = ids.index(gold) + 1 if gold in ids else None
+        hits1 += position == 1
+        hits5 += bool(position and position <= 5)
+        reciprocal += 1.0 / position if position else 0.0
+        if not ranked or ranked[0].probability < threshold:
+            refused_answerable += 1
+        elif position != 1:
+            wrong_answers += 1
+    refused_unanswerable = sum(
+        1 for candidates in unanswerable_candidates
+        if not (ranked := rank(candidates, calibration, mode)) or ranked[0].probability < threshold
+    )
+    n, m = max(1, len(answerable)), max(1, len(unanswerable_candidates))
+    return {
+        "recall@1": round(hits1 / n, 4),
+        "recall@5": round(hits5 / n, 4),
+        "mrr": round(reciprocal / n, 4),
+        "unanswerable_refused": round(refused_unanswerable / m, 4),
+        "answerable_refused": round(refused_answerable / n, 4),
+        "answered_wrong": round(wrong_answers / n, 4),
+        "threshold": round(threshold, 4),
+    }
+
+
+def evaluate(index: KnowledgeIndex, calibration: Calibration, labelled: LabelledSet) -> dict[str, dict[str, float]]:
+    answerable = gather(index, [q for q, _ in labelled.answerable])
+    unanswerable = gather(index, labelled.unanswerable)
+    return {mode: metrics(labelled.answerable, answerable, unanswerable, calibration, mode) for mode in MODES}
+
+
+def _choose_threshold(top_probabilities: np.ndarray, top_correct: np.ndarray, is_answerable: np.ndarray) -> float:
+    """The threshold with the lowest cost on the development set: a misleading answer (the wrong entry, or any
+    entry for a question the knowledge base cannot answer) costs 2; a refusal costs 1 (a person takes over).
+    Ties go to the higher threshold (the more careful)."""
+    best, best_cost = 0.5, float("inf")
+    for threshold in np.round(np.arange(0.05, 0.96, 0.01), 2):
+        accepted = top_probabilities >= threshold
+        cost = (
+            2 * np.sum(accepted & is_answerable & ~top_correct)
+            + np.sum(~accepted & is_answerable)
+            + 2 * np.sum(accepted & ~is_answerable)
+        )
+        if cost <= best_cost:
+            best, best_cost = float(threshold), float(cost)
+    return best
+
+
+def calibrate(index: KnowledgeIndex, labelled: LabelledSet, fitted_on: str, ambiguity_margin: float = 0.15) -> Calibration:
+    answerable = gather(index, [q for q, _ in labelled.answerable])
+    unanswerable = gather(index, labelled.unanswerable)
+    modes: dict[str, ModeCalibration] = {}
+    for mode in MODES:
+        rows, labels = [], []
+        for (_, gold), candidates in zip(labelled.answerable, answerable):
+            for c in candidates:
+                if (mode == "dense" and not c.dense_rank) or (mode == "bm25" and not c.lexical_rank):
+                    continue
+                rows.append(features(c, mode))
+                labels.append(1.0 if c.entry.id == gold else 0.0)
+        for candidates in unanswerable:
+            for c in candidates:
+                if (mode == "dense" and not c.dense_rank) or (mode == "bm25" and not c.lexical_rank):
+                    continue
+                rows.append(features(c, mode))
+                labels.append(0.0)
+        bias, weights = fit_logistic(np.asarray(rows, dtype=np.float64), np.asarray(labels, dtype=np.float64))
+        provisional = ModeCalibration(bias=bias, weights=tuple(float(w) for w in weights), threshold=0.5)
+        probe = Calibration(encoder=index.meta.encoder, modes={mode: provisional})
+        tops, correct, answerable_flags = [], [], []
+        for (_, gold), candidates in zip(labelled.answerable, answerable):
+            ranked = rank(candidates, probe, mode)
+            tops.append(ranked[0].probability if ranked else 0.0)
+            correct.append(bool(ranked) and ranked[0].entry_id == gold)
+            answerable_flags.append(True)
+        for candidates in unanswerable:
+            ranked = rank(candidates, probe, mode)
+            tops.append(ranked[0].probability if ranked else 0.0)
+            correct.append(False)
+            answerable_flags.append(False)
+        threshold = _choose_threshold(np.array(tops), np.array(correct), np.array(answerable_flags))
+        modes[mode] = ModeCalibration(bias=round(bias, 5), weights=tuple(round(float(w), 5) for w in weights),
+                                      threshold=threshold)
+    calibration = Calibration(encoder=index.meta.encoder, modes=modes, ambiguity_margin=ambiguity_margin,
+                              fitted_on=fitted_on)
+    dev_metrics = {mode: metrics(labelled.answerable, answerable, unanswerable, calibration, mode) for mode in MODES}
+    return Calibration(encoder=calibration.encoder, modes=modes, ambiguity_margin=ambiguity_margin,
+                       fitted_on=fitted_on, metrics=dev_metrics)

@@ -1,0 +1,401 @@
+"""The index: a versioned build artifact on disk, and the loaded, immutable search structure.
+
+Layout under the index root (``data/kb`` by default)::
+
+    versions/<version>/meta.json      sidecar: encoder, dimension, normalisation, metric, corpus hash, build time
+    versions/<version>/entries.json   the entries the index was built from (what the service answers with)
+    versions/<version>/rows.json      vector row → entry number, and what the row is (title, question, answer)
+    versions/<version>/dense.faiss    FAISS inner-product index over L2-normalised vectors
+    versions/<version>/bm25/          BM25 (bm25s, numpy arrays and JSON: no pickle) + document frequencies
+    CURRENT                           the active version's name, replaced atomically
+
+The version name is a hash of the corpus, the encoder and the lexical analysis, so a build with nothing changed
+is a no-op, and building a new version never touches the one being served. A version directory appears whole or
+not at all (written under a temporary name, then renamed); CURRENT is switched with ``os.replace``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from knowledge_index.analysis import Analyzer
+from knowledge_index.corpus import Corpus, Entry
+from knowledge_index.encoders import Encoder
+
+logger = logging.getLogger(__name__)
+
+FORMAT = 1
+APPROXIMATE_ABOVE = 50_000  # vectors; below this an exact IndexFlatIP answers in about a millisecond
+DENSE_CANDIDATES = 64  # vectors fetched per query before they are grouped by entry
+LEXICAL_CANDIDATES = 20
+
+
+class KnowledgeIndexError(RuntimeError):
+    """The index cannot be used: missing, incomplete or corrupt."""
+
+
+class KnowledgeIndexMismatch(KnowledgeIndexError):
+    """The index was built with another encoder (or dimension) than the one configured."""
+
+
+@dataclass(frozen=True)
+class IndexMeta:
+    format: int
+    version: str
+    encoder: str
+    dim: int
+    normalized: bool
+    metric: str
+    faiss_index: str
+    analyzer: str
+    corpus_hash: str
+    entries: int
+    vectors: int
+    built_at: str
+    build_seconds: float
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One entry found for a query, with what each retriever thought of it."""
+
+    entry: Entry
+    dense: float  # best cosine similarity between the query and one of the entry's texts
+    lexical: float  # share of the query's BM25 weight the entry matches, 0..1
+    dense_rank: int | None  # 1-based rank among entries by dense score, None if not in the dense candidates
+    lexical_rank: int | None
+    answer: float = 0.0  # cosine between the query and the entry's answer text
+    coverage: float = 0.0  # share of the query's words (idf-weighted) the entry contains; unknown words count against
+    dense_margin: float = 0.0  # dense score minus the best dense score of any other entry
+
+
+class EmbeddingCache:
+    """Vectors already computed, by encoder and text (SQLite, float32 bytes: no pickle), so that a build after
+    an editor changed one entry encodes only that entry's texts."""
+
+    def __init__(self, path: Path, encoder: Encoder) -> None:
+        import sqlite3
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.encoder = encoder
+        self.db = sqlite3.connect(path)
+        self.db.execute("CREATE TABLE IF NOT EXISTS vectors (encoder TEXT, kind TEXT, text TEXT, vector BLOB, "
+                        "PRIMARY KEY (encoder, kind, text))")
+
+    def encode(self, texts: list[str], kind: str) -> np.ndarray:
+        known: dict[str, np.ndarray] = {}
+        for start in range(0, len(texts), 500):
+            chunk = texts[start:start + 500]
+            rows = self.db.execute(
+                f"SELECT text, vector FROM vectors WHERE encoder = ? AND kind = ? AND text IN ({','.join('?' * len(chunk))})",
+                [self.encoder.name, kind, *chunk],
+            )
+            known.update({text: np.frombuffer(blob, dtype=np.float32) for text, blob in rows})
+        missing = list(dict.fromkeys(t for t in texts if t not in known))
+        if missing:
+            encode = self.encoder.encode_queries if kind == "query" else self.encoder.encode_documents
+            fresh = encode(missing)
+            known.update(zip(missing, fresh))
+            with self.db:
+                self.db.executemany(
+                    "INSERT OR REPLACE INTO vectors VALUES (?, ?, ?, ?)",
+                    [(self.encoder.name, kind, t, np.asarray(v, dtype=np.float32).tobytes()) for t, v in zip(missing, fresh)],
+                )
+        if not texts:
+            return np.zeros((0, self.encoder.dim), dtype=np.float32)
+        return np.stack([known[t] for t in texts]).astype(np.float32)
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def version_name(corpus: Corpus, encoder_name: str, analyzer: Analyzer) -> str:
+    key = json.dumps([FORMAT, corpus.digest(), encoder_name, analyzer.fingerprint])
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def _set_faiss_threads() -> None:
+    import faiss
+
+    # One OpenMP thread per query: with two, a single small search is 10-20x slower here (faiss#2953).
+    faiss.omp_set_num_threads(1)
+
+
+def _dense_index(vectors: np.ndarray, approximate_above: int):  # noqa: ANN202 - faiss has no types
+    import faiss
+
+    dim = vectors.shape[1]
+    if len(vectors) > approximate_above:
+        index = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = 80
+        index.hnsw.efSearch = 128
+        kind = "HNSW32,Flat"
+    else:
+        index, kind = faiss.IndexFlatIP(dim), "Flat"
+    index.add(vectors)
+    return index, kind
+
+
+def build(
+    corpus: Corpus,
+    encoder: Encoder,
+    root: Path,
+    analyzer: Analyzer | None = None,
+    *,
+    force: bool = False,
+    activate_it: bool = True,
+    approximate_above: int = APPROXIMATE_ABOVE,
+    cache: bool = True,
+) -> tuple[Path, bool]:
+    """Build the index version for ``corpus`` under ``root`` unless it exists; return (directory, built).
+    With ``cache``, vectors are kept in ``root/embeddings.sqlite3`` and reused by later builds."""
+    import bm25s
+    import faiss
+
+    analyzer = analyzer or Analyzer()
+    version = version_name(corpus, encoder.name, analyzer)
+    versions = root / "versions"
+    target = versions / version
+    if (target / "meta.json").is_file() and not force:
+        if activate_it:
+            activate(root, version)
+        return target, False
+    started = time.perf_counter()
+    versions.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=versions))
+    try:
+        rows: list[tuple[int, str]] = []
+        query_texts: list[str] = []
+        document_texts: list[str] = []
+        for number, entry in enumerate(corpus.entries):
+            for kind, text in (("title", entry.title), *(("question", q) for q in entry.questions)):
+                rows.append((number, kind))
+                query_texts.append(text)
+        for number, entry in enumerate(corpus.entries):
+            rows.append((number, "answer"))
+            document_texts.append(entry.answer)
+        if cache:
+            store = EmbeddingCache(root / "embeddings.sqlite3", encoder)
+            try:
+                vectors = np.vstack([store.encode(query_texts, "query"), store.encode(document_texts, "document")])
+            finally:
+                store.close()
+        else:
+            vectors = np.vstack([encoder.encode_queries(query_texts), encoder.encode_documents(document_texts)])
+        if vectors.shape[1] != encoder.dim:
+            raise KnowledgeIndexError(f"encoder returned {vectors.shape[1]} dimensions, declared {encoder.dim}")
+        dense, kind = _dense_index(np.ascontiguousarray(vectors, dtype=np.float32), approximate_above)
+        faiss.write_index(dense, str(staging / "dense.faiss"))
+
+        documents = [analyzer.tokens(" ".join(entry.passages())) for entry in corpus.entries]
+        lexical = bm25s.BM25()
+        lexical.index(documents, show_progress=False)
+        lexical.save(str(staging / "bm25"), show_progress=False)
+        vocabulary = lexical.vocab_dict
+        frequencies = np.zeros(len(vocabulary), dtype=np.int32)
+        for tokens in documents:
+            for token in set(tokens):
+                frequencies[vocabulary[token]] += 1
+        np.save(staging / "bm25" / "document_frequency.npy", frequencies, allow_pickle=False)
+
+        (staging / "entries.json").write_text(
+            json.dumps([e.model_dump(mode="json") for e in corpus.entries], ensure_ascii=False), encoding="utf-8"
+        )
+        (staging / "rows.json").write_text(json.dumps(rows), encoding="utf-8")
+        meta = IndexMeta(
+            format=FORMAT,
+            version=version,
+            encoder=encoder.name,
+            dim=encoder.dim,
+            normalized=True,
+            metric="inner_product",
+            faiss_index=kind,
+            analyzer=analyzer.fingerprint,
+            corpus_hash=corpus.digest(),
+            entries=len(corpus.entries),
+            vectors=len(vectors),
+            built_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            build_seconds=round(time.perf_counter() - started, 2),
+        )
+        (staging / "meta.json").write_text(json.dumps(asdict(meta), ensure_ascii=False, indent=1), encoding="utf-8")
+        if target.exists():
+            shutil.rmtree(target)
+        os.rename(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    logger.info("kb.built version=%s entries=%d vectors=%d seconds=%.1f", version, meta.entries, meta.vectors,
+                meta.build_seconds)
+    if activate_it:
+        activate(root, version)
+    return target, True
+
+
+def activate(root: Path, version: str) -> None:
+    """Make ``version`` the one the service answers from: one atomic rename."""
+    if not (root / "versions" / version / "meta.json").is_file():
+        raise KnowledgeIndexError(f"no complete index version {version} under {root}")
+    pointer = root / "CURRENT"
+    staging = root / f".CURRENT.{os.getpid()}"
+    staging.write_text(version + "\n", encoding="utf-8")
+    os.replace(staging, pointer)
+
+
+def current_version(root: Path) -> str | None:
+    try:
+        return (root / "CURRENT").read_text(encoding="utf-8").strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def prune(root: Path, keep: int = 3) -> list[str]:
+    """Remove old versions, keeping the current one and the ``keep`` newest."""
+    current = current_version(root)
+    versions = sorted((p for p in (root / "versions").glob("[!.]*") if p.is_dir()), key=lambda p: p.stat().st_mtime)
+    removable = [p for p in versions[:-keep] if p.name != current] if keep else [p for p in versions if p.name != current]
+    for path in removable:
+        shutil.rmtree(path, ignore_errors=True)
+    return [p.name for p in removable]
+
+
+class KnowledgeIndex:
+    """A loaded index version: immutable, safe to share between request threads."""
+
+    def __init__(self, directory: Path, encoder: Encoder, analyzer: Analyzer | None = None) -> None:
+        import bm25s
+        import faiss
+
+        self.directory = directory
+        try:
+            raw = json.loads((directory / "meta.json").read_text(encoding="utf-8"))
+            self.meta = IndexMeta(**raw)
+        except (OSError, ValueError, TypeError) as exc:
+            raise KnowledgeIndexError(f"index at {directory} has no readable meta.json: {exc}") from exc
+        if self.meta.format != FORMAT:
+            raise KnowledgeIndexError(f"index format {self.meta.format}, this code reads {FORMAT}: rebuild it")
+        if self.meta.encoder != encoder.name or self.meta.dim != encoder.dim:
+            raise KnowledgeIndexMismatch(
+                f"index {self.meta.version} was built with encoder {self.meta.encoder} ({self.meta.dim} dimensions); "
+                f"the configured encoder is {encoder.name} ({encoder.dim} dimensions). "
+                "Rebuild it with `./taxbot kb build` or configure the encoder it was built with."
+            )
+        self.analyzer = analyzer or Analyzer()
+        if self.meta.analyzer != self.analyzer.fingerprint:
+            raise KnowledgeIndexMismatch(f"index {self.meta.version} used another tax dictionary or synonym table: rebuild it")
+        self.encoder = encoder
+        try:
+            self.entries = tuple(Entry.model_validate(e) for e in json.loads((directory / "entries.json").read_text("utf-8")))
+            rows = json.loads((directory / "rows.json").read_text(encoding="utf-8"))
+            self._row_entry = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            _set_faiss_threads()
+            self._dense = faiss.read_index(str(directory / "dense.faiss"))
+            self._lexical = bm25s.BM25.load(str(directory / "bm25"))
+            frequencies = np.load(directory / "bm25" / "document_frequency.npy", allow_pickle=False)
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise KnowledgeIndexError(f"index {self.meta.version} is incomplete or corrupt: {exc}") from exc
+        if self._dense.ntotal != self.meta.vectors or len(rows) != self.meta.vectors:
+            raise KnowledgeIndexError(f"index {self.meta.version} is inconsistent: {self._dense.ntotal} vectors")
+        self._vocabulary: dict[str, int] = self._lexical.vocab_dict
+        documents = len(self.entries)
+        self._idf = np.log(1 + (documents - frequencies + 0.5) / (frequencies + 0.5)).astype(np.float32)
+        self._unseen_idf = float(np.log(1 + (documents + 0.5) / 0.5))
+        self.by_id = {entry.id: entry for entry in self.entries}
+        self._answer_row = {int(r[0]): row for row, r in enumerate(rows) if r[1] == "answer"}
+
+    @property
+    def version(self) -> str:
+        return self.meta.version
+
+    def _lexical_scores(self, query: str) -> np.ndarray:
+        """BM25 per entry, divided by the most the query could score: the sum of its tokens' idf, where a token
+        no entry contains counts with the highest idf. So 1.0 means every query token matched strongly, and
+        a question full of words the knowledge base never uses scores low however its other words match."""
+        tokens = list(dict.fromkeys(self.analyzer.tokens(query)))
+        known = [t for t in tokens if t in self._vocabulary]
+        ceiling = sum(float(self._idf[self._vocabulary[t]]) for t in known) + self._unseen_idf * (len(tokens) - len(known))
+        if not known or ceiling <= 0:
+            return np.zeros(len(self.entries), dtype=np.float32)
+        scores = np.asarray(self._lexical.get_scores(known), dtype=np.float32)
+        return np.clip(scores / ceiling, 0.0, 1.0)
+
+    def _coverage(self, query: str, numbers: list[int]) -> dict[int, float]:
+        """For each entry, the idf-weighted share of the query's words (not bigrams) that occur in it. A question
+        about 期权 or 满五唯一 that an entry never mentions is not answered by that entry, however close it is."""
+        words = [t for t in dict.fromkeys(self.analyzer.tokens(query)) if not t.startswith("#")]
+        if not words:
+            return {n: 0.0 for n in numbers}
+        covered = dict.fromkeys(numbers, 0.0)
+        total = 0.0
+        postings = self._lexical.scores
+        for word in words:
+            token = self._vocabulary.get(word)
+            weight = float(self._idf[token]) if token is not None else self._unseen_idf
+            total += weight
+            if token is None:
+                continue
+            holders = set(postings["indices"][postings["indptr"][token]:postings["indptr"][token + 1]].tolist())
+            for n in numbers:
+                if n in holders:
+                    covered[n] += weight
+        return {n: covered[n] / total for n in numbers}
+
+    def _dense_scores(self, query: str) -> tuple[dict[int, float], np.ndarray]:
+        vector = self.encoder.encode_queries([query])
+        fetched = min(DENSE_CANDIDATES, self.meta.vectors)
+        scores, rows = self._dense.search(vector, fetched)
+        best: dict[int, float] = {}
+        for score, row in zip(scores[0], rows[0]):
+            if row < 0:
+                continue
+            number = int(self._row_entry[row])
+            if number not in best:  # rows come best first
+                best[number] = float(score)
+        return best, vector[0]
+
+    def _answer_scores(self, vector: np.ndarray, numbers: list[int]) -> dict[int, float]:
+        """Cosine between the query and each candidate's answer: a question an entry's answer does not address
+        scores lower here than against the entry's own questions."""
+        rows = [self._answer_row[n] for n in numbers]
+        answers = np.vstack([self._dense.reconstruct(int(r)) for r in rows]) if rows else np.zeros((0, len(vector)))
+        return {n: float(s) for n, s in zip(numbers, answers @ vector)}
+
+    def candidates(self, query: str) -> list[Candidate]:
+        """Entries either retriever proposes, with both scores; unordered (the scorer ranks them)."""
+        dense, vector = self._dense_scores(query)
+        lexical = self._lexical_scores(query)
+        if len(lexical) > LEXICAL_CANDIDATES:
+            head = np.argpartition(-lexical, LEXICAL_CANDIDATES)[:LEXICAL_CANDIDATES]
+            top_lexical = head[np.argsort(-lexical[head], kind="stable")]
+        else:
+            top_lexical = np.argsort(-lexical, kind="stable")
+        lexical_rank = {int(n): rank for rank, n in enumerate(top_lexical, start=1) if lexical[n] > 0}
+        dense_rank = {n: rank for rank, n in enumerate(dense, start=1)}
+        floor = min(dense.values()) if dense else 0.0  # entries outside the dense list scored at most this
+        numbers = list(dense) + [n for n in lexical_rank if n not in dense]
+        coverage = self._coverage(query, numbers)
+        answer = self._answer_scores(vector, numbers)
+        ordered = sorted(dense.values(), reverse=True)
+        best, second = (ordered + [floor, floor])[:2]
+        return [
+            Candidate(
+                entry=self.entries[n],
+                dense=dense.get(n, floor),
+                lexical=float(lexical[n]),
+                dense_rank=dense_rank.get(n),
+                lexical_rank=lexical_rank.get(n),
+                answer=answer[n],
+                coverage=coverage[n],
+                dense_margin=dense.get(n, floor) - (second if dense.get(n, floor) >= best else best),
+            )
+            for n in numbers
+        ]

@@ -1,0 +1,150 @@
+"""Ranking and confidence: how the two retrievers' scores become one calibrated probability.
+
+Each candidate entry gets features (dense cosine, lexical match share, and the reciprocal of its rank in each
+retriever, the signal reciprocal-rank fusion uses). A logistic model turns them into P(entry answers the query);
+its weights and the answer threshold are fitted by ``./taxbot kb calibrate`` on the development set
+(``knowledge_index/eval/dev.yml``), never on the evaluation set, and stored per encoder in ``calibration.json``.
+The same module scores "dense only" and "BM25 only" (one feature each) so ``kb eval`` can compare them.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from knowledge_index.index import Candidate
+
+logger = logging.getLogger(__name__)
+
+CALIBRATION_FILE = Path(__file__).resolve().parent / "calibration.json"
+Mode = Literal["hybrid", "dense", "bm25"]
+MODES: tuple[Mode, ...] = ("bm25", "dense", "hybrid")
+FEATURES: dict[str, tuple[str, ...]] = {
+    "hybrid": ("dense", "lexical", "dense_rr", "lexical_rr", "coverage", "dense_margin", "answer"),
+    "dense": ("dense",),
+    "bm25": ("lexical",),
+}
+
+
+def features(candidate: Candidate, mode: Mode) -> list[float]:
+    values = {
+        "dense": candidate.dense,
+        "lexical": candidate.lexical,
+        "dense_rr": 1.0 / candidate.dense_rank if candidate.dense_rank else 0.0,
+        "lexical_rr": 1.0 / candidate.lexical_rank if candidate.lexical_rank else 0.0,
+        "coverage": candidate.coverage,
+        "dense_margin": candidate.dense_margin,
+        "answer": candidate.answer,
+    }
+    return [values[name] for name in FEATURES[mode]]
+
+
+@dataclass(frozen=True)
+class ModeCalibration:
+    bias: float
+    weights: tuple[float, ...]
+    threshold: float  # answer when the top entry's probability reaches this
+
+    def probability(self, candidate: Candidate, mode: Mode) -> float:
+        z = self.bias + sum(w * x for w, x in zip(self.weights, features(candidate, mode)))
+        return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
+
+
+# Hand-set starting points, used only until `kb calibrate` has fitted the configured encoder.
+UNCALIBRATED = {
+    "hybrid": ModeCalibration(bias=-14.0, weights=(12.0, 6.0, 1.0, 1.0, 1.0, 10.0, 1.0), threshold=0.5),
+    "dense": ModeCalibration(bias=-17.0, weights=(20.0,), threshold=0.5),
+    "bm25": ModeCalibration(bias=-4.0, weights=(8.0,), threshold=0.5),
+}
+
+
+@dataclass(frozen=True)
+class Calibration:
+    encoder: str
+    modes: dict[str, ModeCalibration]
+    ambiguity_margin: float = 0.15
+    fitted_on: str = "uncalibrated defaults"
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def for_mode(self, mode: Mode) -> ModeCalibration:
+        return self.modes[mode]
+
+
+def load_calibration(encoder: str, path: Path = CALIBRATION_FILE) -> Calibration:
+    """The fitted calibration for ``encoder``; the uncalibrated defaults (with a warning) if there is none."""
+    try:
+        stored = json.loads(path.read_text(encoding="utf-8")).get(encoder)
+    except FileNotFoundError:
+        stored = None
+    if not stored:
+        logger.warning("kb.uncalibrated encoder=%s: run ./taxbot kb calibrate", encoder)
+        return Calibration(encoder=encoder, modes=dict(UNCALIBRATED))
+    modes = {
+        name: ModeCalibration(bias=m["bias"], weights=tuple(m["weights"]), threshold=m["threshold"])
+        for name, m in stored["modes"].items()
+    }
+    return Calibration(
+        encoder=encoder,
+        modes=modes,
+        ambiguity_margin=stored.get("ambiguity_margin", 0.15),
+        fitted_on=stored.get("fitted_on", ""),
+        metrics=stored.get("metrics", {}),
+    )
+
+
+def save_calibration(calibration: Calibration, path: Path = CALIBRATION_FILE) -> None:
+    try:
+        everything = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        everything = {}
+    everything[calibration.encoder] = {
+        "modes": {name: asdict(m) for name, m in calibration.modes.items()},
+        "ambiguity_margin": calibration.ambiguity_margin,
+        "fitted_on": calibration.fitted_on,
+        "metrics": calibration.metrics,
+    }
+    path.write_text(json.dumps(everything, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+
+
+@dataclass(frozen=True)
+class Scored:
+    candidate: Candidate
+    probability: float
+
+    @property
+    def entry_id(self) -> str:
+        return self.candidate.entry.id
+
+
+def rank(candidates: Sequence[Candidate], calibration: Calibration, mode: Mode = "hybrid") -> list[Scored]:
+    """Candidates best first. Single-retriever modes rank by their own score only."""
+    model = calibration.for_mode(mode)
+    if mode == "dense":
+        pool = [c for c in candidates if c.dense_rank]
+    elif mode == "bm25":
+        pool = [c for c in candidates if c.lexical_rank]
+    else:
+        pool = list(candidates)
+    scored = [Scored(c, model.probability(c, mode)) for c in pool]
+    return sorted(scored, key=lambda s: (-s.probability, -s.candidate.dense, s.entry_id))
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-3, iterations: int = 50) -> tuple[float, np.ndarray]:
+    """Logistic regression by Newton's method (a few features, a few thousand rows): (bias, weights)."""
+    design = np.hstack([np.ones((len(x), 1)), x])
+    theta = np.zeros(design.shape[1])
+    for _ in range(iterations):
+        p = 1.0 / (1.0 + np.exp(-np.clip(design @ theta, -50, 50)))
+        gradient = design.T @ (p - y) + l2 * np.r_[0.0, theta[1:]]
+        hessian = (design * (p * (1 - p))[:, None]).T @ design + l2 * np.diag(np.r_[0.0, np.ones(len(theta) - 1)])
+        step = np.linalg.solve(hessian + 1e-9 * np.eye(len(theta)), gradient)
+        theta -= step
+        if np.max(np.abs(step)) < 1e-8:
+            break
+    return float(theta[0]), theta[1:]
