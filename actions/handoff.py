@@ -26,8 +26,8 @@ OFFERS_OF_A_PERSON = {
     "utter_offer_human": "low_confidence",
     "utter_identity_failed": "verification_failed",
     "utter_ask_policy_general": "knowledge_gap",
-    "utter_knowledge_expired": "knowledge_expired",
-    "utter_knowledge_under_review": "knowledge_under_review",
+    "utter_knowledge_expired": "knowledge_gap",
+    "utter_knowledge_under_review": "knowledge_gap",
 }
 
 
@@ -61,10 +61,13 @@ async def request_handoff(dispatcher: CollectingDispatcher, tracker: Tracker, re
     return []
 
 
+# A person asked for right after the assistant said it was not sure: the handoff says why.
+UNSURE_REPLIES = {**OFFERS_OF_A_PERSON, "utter_knowledge_suggested": "knowledge_gap"}
+
+
 def handoff_reason(tracker: Tracker) -> Text:
     if latest_intent(tracker) == "request_human":
-        previous = last_bot_response(tracker)
-        return "low_confidence" if previous == "utter_offer_human" else "user_request"
+        return UNSURE_REPLIES.get(last_bot_response(tracker) or "", "user_request")
     return "low_confidence" if consecutive_fallbacks(tracker) else "other"
 
 

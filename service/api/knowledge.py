@@ -84,7 +84,7 @@ class SearchResponse(BaseModel):
 
 
 class AnswerResponse(BaseModel):
-    status: Literal["answered", "ambiguous", "no_answer", "expired", "needs_review"]
+    status: Literal["answered", "ambiguous", "suggested", "no_answer", "expired", "needs_review"]
     answer: str | None
     entry: EntryOut | None
     score: float

@@ -117,3 +117,10 @@ async def test_counting_starts_again_after_a_handoff(service, dispatcher):
     await ActionFallback().run(dispatcher, make_tracker(events), {})
     assert responses(dispatcher) == ["utter_ask_rephrase"]
     assert [call[0] for call in service.calls] == ["answer_question"]  # no second handoff
+
+
+async def test_asking_for_a_person_after_a_suggestion_says_the_knowledge_base_was_unsure(service, dispatcher):
+    service.responses["create_handoff"] = {"reference": "RG3", "status": "pending"}
+    events = [user("孩子能扣多少", "ask_policy"), bot("utter_knowledge_suggested"), user("转人工", "request_human")]
+    await ActionHandoff().run(dispatcher, make_tracker(events), {})
+    assert service.calls[0][1]["reason"] == "knowledge_gap"

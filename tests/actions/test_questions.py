@@ -73,3 +73,10 @@ async def test_out_of_scope_asks_the_knowledge_base_then_says_what_it_can_do(ser
     await ActionAnswerQuestion().run(dispatcher, make_tracker([user("今天天气怎么样", "out_of_scope")]), {})
     assert service.calls == [("answer_question", "今天天气怎么样", "out_of_scope", "rest")]
     assert responses(dispatcher) == ["utter_out_of_scope"]
+
+
+async def test_a_likely_but_uncertain_entry_is_suggested_with_a_person_offered(service, dispatcher):
+    service.responses["answer_question"] = _found("suggested", answer="每个子女每月2000元。")
+    await ActionAnswerQuestion().run(dispatcher, make_tracker([user("孩子能扣多少", "ask_policy")]), {})
+    assert responses(dispatcher) == ["utter_knowledge_suggested"]
+    assert dispatcher.messages[0]["answer"] == "每个子女每月2000元。"

@@ -64,7 +64,7 @@ def test_an_unreviewed_entry_goes_to_a_person_unless_allowed(small_index, calibr
 def test_close_candidates_are_offered_as_choices(small_index, calibration) -> None:
     loose = replace(calibration, modes={**calibration.modes, "hybrid": replace(calibration.modes["hybrid"], threshold=0.01)},
                     ambiguity_margin=1.0)
-    outcome = decide(small_index, loose, "子女教育扣除", intent="ask_policy", today=TODAY)
+    outcome = decide(small_index, loose, "以前和现在的子女教育扣除", intent="ask_policy", today=TODAY)
     assert outcome.status == "ambiguous"
     ids = [e.id for e in outcome.choices]
     assert len(ids) >= 2 and len(set(ids)) == len(ids)
@@ -76,3 +76,20 @@ def test_other_intents_need_more_confidence(small_index, calibration) -> None:
     as_policy = decide(small_index, calibration, question, intent="ask_policy", today=TODAY)
     as_other = decide(small_index, calibration, question, intent="out_of_scope", today=TODAY)
     assert as_other.threshold > as_policy.threshold
+
+
+def test_a_likely_entry_below_the_answer_threshold_is_suggested(small_index, calibration) -> None:
+    hybrid = replace(calibration.modes["hybrid"], threshold=0.99, suggest_threshold=0.05)
+    careful = replace(calibration, modes={**calibration.modes, "hybrid": hybrid})
+    outcome = decide(small_index, careful, "各税起征点是多少钱", intent="ask_policy", today=TODAY)
+    assert outcome.status == "suggested" and outcome.chosen.id == "fx-basic-deduction" and "5000元" in outcome.answer
+    # not for questions NLU did not see as knowledge questions, nor for entries that may not be answered from
+    assert decide(small_index, careful, "各税起征点是多少钱", intent="out_of_scope", today=TODAY).status == "no_answer"
+    assert decide(small_index, careful, "12366几点有人接", intent="ask_policy", today=TODAY).status == "no_answer"
+
+
+def test_questions_about_today_do_not_reach_entries_out_of_force(small_index) -> None:
+    today_ids = {c.entry.id for c in small_index.candidates("子女教育每月扣多少", TODAY)}
+    past_ids = {c.entry.id for c in small_index.candidates("2021年子女教育每月扣多少", TODAY)}
+    assert "fx-child-education-2022" not in today_ids and "fx-child-education" in today_ids
+    assert "fx-child-education-2022" in past_ids
