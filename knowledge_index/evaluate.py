@@ -19,7 +19,7 @@ import numpy as np
 import yaml
 
 from knowledge_index.index import Candidate, KnowledgeIndex
-from knowledge_index.scoring import MODES, Calibration, Mode, ModeCalibration, fit_logistic, features, rank
+from knowledge_index.scoring import MODES, Calibration, Mode, ModeCalibration, features, fit_logistic, proposed_by, rank
 
 EVAL_DIR = Path(__file__).resolve().parent / "eval"
 DEV_SET = "dev_*.yml"
@@ -133,35 +133,25 @@ def _choose_threshold(
 def calibrate(index: KnowledgeIndex, labelled: LabelledSet, fitted_on: str, ambiguity_margin: float = 0.15) -> Calibration:
     answerable = gather(index, [q for q, _ in labelled.answerable])
     unanswerable = gather(index, labelled.unanswerable)
+    labelled_candidates = [(gold, c) for (_, gold), c in zip(labelled.answerable, answerable)]
+    labelled_candidates += [(None, c) for c in unanswerable]
     modes: dict[str, ModeCalibration] = {}
     for mode in MODES:
         rows, labels = [], []
-        for (_, gold), candidates in zip(labelled.answerable, answerable):
+        for gold, candidates in labelled_candidates:
             for c in candidates:
-                if (mode == "dense" and not c.dense_rank) or (mode == "bm25" and not c.lexical_rank):
-                    continue
-                rows.append(features(c, mode))
-                labels.append(1.0 if c.entry.id == gold else 0.0)
-        for candidates in unanswerable:
-            for c in candidates:
-                if (mode == "dense" and not c.dense_rank) or (mode == "bm25" and not c.lexical_rank):
-                    continue
-                rows.append(features(c, mode))
-                labels.append(0.0)
+                if proposed_by(c, mode):
+                    rows.append(features(c, mode))
+                    labels.append(1.0 if c.entry.id == gold else 0.0)
         bias, weights = fit_logistic(np.asarray(rows, dtype=np.float64), np.asarray(labels, dtype=np.float64))
         provisional = ModeCalibration(bias=bias, weights=tuple(float(w) for w in weights), threshold=0.5)
         probe = Calibration(encoder=index.meta.encoder, modes={mode: provisional})
         tops, correct, answerable_flags = [], [], []
-        for (_, gold), candidates in zip(labelled.answerable, answerable):
+        for gold, candidates in labelled_candidates:
             ranked = rank(candidates, probe, mode)
             tops.append(ranked[0].probability if ranked else 0.0)
             correct.append(bool(ranked) and ranked[0].entry_id == gold)
-            answerable_flags.append(True)
-        for candidates in unanswerable:
-            ranked = rank(candidates, probe, mode)
-            tops.append(ranked[0].probability if ranked else 0.0)
-            correct.append(False)
-            answerable_flags.append(False)
+            answerable_flags.append(gold is not None)
         arrays = (np.array(tops), np.array(correct), np.array(answerable_flags))
         threshold = _choose_threshold(*arrays)
         suggest = _choose_threshold(*arrays, unanswerable_cost=1.0)
@@ -169,6 +159,6 @@ def calibrate(index: KnowledgeIndex, labelled: LabelledSet, fitted_on: str, ambi
                                       threshold=threshold, suggest_threshold=min(suggest, threshold))
     calibration = Calibration(encoder=index.meta.encoder, modes=modes, ambiguity_margin=ambiguity_margin,
                               fitted_on=fitted_on)
-    dev_metrics = {mode: metrics(labelled.answerable, answerable, unanswerable, calibration, mode) for mode in MODES}
-    return Calibration(encoder=calibration.encoder, modes=modes, ambiguity_margin=ambiguity_margin,
-                       fitted_on=fitted_on, metrics=dev_metrics)
+    for mode in MODES:  # what the fit achieves on the data it was fitted on, kept beside it
+        calibration.metrics[mode] = metrics(labelled.answerable, answerable, unanswerable, calibration, mode)
+    return calibration

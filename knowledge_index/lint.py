@@ -52,11 +52,11 @@ def _similar(a: frozenset[str], b: frozenset[str]) -> float:
 def lint(corpus: Corpus, today: date | None = None) -> list[Finding]:
     today = today or date.today()
     findings: list[Finding] = []
-    seen: dict[str, str] = {}
+    seen: set[str] = set()
     for entry in corpus.entries:
         if entry.id in seen:
             findings.append(Finding("error", entry.id, "id 重复"))
-        seen[entry.id] = entry.id
+        seen.add(entry.id)
         if not (entry.source.number or entry.source.article):
             findings.append(Finding("error", entry.id, "缺少引用：来源需要文号或条款"))
         if len(entry.spoken) > SPOKEN_MAX:

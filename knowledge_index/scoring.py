@@ -128,16 +128,19 @@ class Scored:
         return self.candidate.entry.id
 
 
+def proposed_by(candidate: Candidate, mode: Mode) -> bool:
+    """Whether the retriever(s) of ``mode`` proposed this candidate (a single-retriever mode sees only its own)."""
+    if mode == "dense":
+        return candidate.dense_rank is not None
+    if mode == "bm25":
+        return candidate.lexical_rank is not None
+    return True
+
+
 def rank(candidates: Sequence[Candidate], calibration: Calibration, mode: Mode = "hybrid") -> list[Scored]:
     """Candidates best first. Single-retriever modes rank by their own score only."""
     model = calibration.for_mode(mode)
-    if mode == "dense":
-        pool = [c for c in candidates if c.dense_rank]
-    elif mode == "bm25":
-        pool = [c for c in candidates if c.lexical_rank]
-    else:
-        pool = list(candidates)
-    scored = [Scored(c, model.probability(c, mode)) for c in pool]
+    scored = [Scored(c, model.probability(c, mode)) for c in candidates if proposed_by(c, mode)]
     return sorted(scored, key=lambda s: (-s.probability, -s.candidate.dense, s.entry_id))
 
 
