@@ -326,11 +326,10 @@ class KnowledgeIndex:
     def version(self) -> str:
         return self.meta.version
 
-    def _lexical_scores(self, query: str) -> np.ndarray:
+    def _lexical_scores(self, tokens: list[str]) -> np.ndarray:
         """BM25 per entry, divided by the most the query could score: the sum of its tokens' idf, where a token
         no entry contains counts with the highest idf. So 1.0 means every query token matched strongly, and
         a question full of words the knowledge base never uses scores low however its other words match."""
-        tokens = list(dict.fromkeys(self.analyzer.tokens(query)))
         known = [t for t in tokens if t in self._vocabulary]
         ceiling = sum(float(self._idf[self._vocabulary[t]]) for t in known) + self._unseen_idf * (len(tokens) - len(known))
         if not known or ceiling <= 0:
@@ -338,10 +337,10 @@ class KnowledgeIndex:
         scores = np.asarray(self._lexical.get_scores(known), dtype=np.float32)
         return np.clip(scores / ceiling, 0.0, 1.0)
 
-    def _coverage(self, query: str, numbers: list[int]) -> dict[int, float]:
+    def _coverage(self, tokens: list[str], numbers: list[int]) -> dict[int, float]:
         """For each entry, the idf-weighted share of the query's words (not bigrams) that occur in it. A question
         about 期权 or 满五唯一 that an entry never mentions is not answered by that entry, however close it is."""
-        words = [t for t in dict.fromkeys(self.analyzer.tokens(query)) if not t.startswith("#")]
+        words = [t for t in tokens if not t.startswith("#")]
         if not words or not numbers:
             return {n: 0.0 for n in numbers}
         candidates = np.asarray(numbers, dtype=np.int64)
@@ -383,7 +382,8 @@ class KnowledgeIndex:
         """Entries either retriever proposes, with both scores; unordered (the scorer ranks them). Entries no longer
         in force are proposed only when the question looks at the past (a year, 以前, 去年 …)."""
         dense, vector = self._dense_scores(query)
-        lexical = self._lexical_scores(query)
+        tokens = list(dict.fromkeys(self.analyzer.tokens(query)))  # the query's BM25 tokens, once, in order
+        lexical = self._lexical_scores(tokens)
         if len(lexical) > LEXICAL_CANDIDATES:
             head = np.argpartition(-lexical, LEXICAL_CANDIDATES)[:LEXICAL_CANDIDATES]
             top_lexical = head[np.argsort(-lexical[head], kind="stable")]
@@ -396,7 +396,7 @@ class KnowledgeIndex:
         if not PAST.search(query):
             day = today or date.today()
             numbers = [n for n in numbers if self.entries[n].effective_to is None or self.entries[n].effective_to >= day]
-        coverage = self._coverage(query, numbers)
+        coverage = self._coverage(tokens, numbers)
         answer = self._answer_scores(vector, numbers)
         ordered = sorted(dense.values(), reverse=True)
         best, second = (ordered + [floor, floor])[:2]
