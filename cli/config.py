@@ -75,6 +75,21 @@ class RuntimeConfig(BaseSettings):
         return self.service_token.get_secret_value() if self.service_token else secrets.token_urlsafe(24)
 
     @property
+    def desk_demo_password_file(self) -> Path:
+        return self.data_path / "desk-demo-password"
+
+    def desk_demo_password(self) -> str:
+        """The demo desk users' password: made once per data directory, kept in a file only its owner reads."""
+        path = self.desk_demo_password_file
+        if path.exists():
+            return path.read_text().strip()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        password = "demo-" + secrets.token_urlsafe(9)
+        path.touch(mode=0o600)
+        path.write_text(password + "\n")
+        return password
+
+    @property
     def rasa_url(self) -> str:
         return f"http://{self.host}:{self.rasa_port}"
 

@@ -26,6 +26,7 @@ def process_env(config: RuntimeConfig, **extra: str) -> dict[str, str]:
         TAXBOT_KB_INDEX_DIR=str(config.kb_index_path),
         TAXBOT_KB_ENCODER=config.kb_encoder,
         TAXBOT_SERVICE_URL=config.service_url,
+        TAXBOT_RASA_URL=config.rasa_url,
         TAXBOT_SERVICE_TOKEN=config.service_token_value,
         TAXBOT_FALLBACK_HANDOFF_TURNS=str(config.fallback_handoff_turns),
     )

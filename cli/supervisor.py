@@ -117,6 +117,9 @@ class HealthMonitor(threading.Thread):
             f"    Rasa 服务器   {cfg.rasa_url}    REST 渠道 {cfg.rest_webhook_url}\n"
             f"    动作服务器   {cfg.actions_url}\n"
             f"    服务应用     {cfg.service_url}    /health  /version  /docs\n"
+            f"    坐席工作台   {cfg.service_url}/desk    演示账号 zuoxi1、zuoxi2（坐席）、banzhang（班长）、admin、bianji（编辑），"
+            f"密码在 {cfg.desk_demo_password_file}\n"
+            f"    网页聊天接口 {cfg.service_url}/chat/api/send\n"
             f"    数据目录     {cfg.data_path}\n"
             "    在另一个终端运行 ./taxbot chat 和助手对话；按 Ctrl-C 停止全部进程。"
         )
@@ -145,7 +148,9 @@ def run_all(config: RuntimeConfig, model: Path) -> int:
     env = process_env(config)
     manager = Manager(Printer(sys.stdout, colour=sys.stdout.isatty()))
     for c in parts:
-        own_env = dict(env, TAXBOT_RASA_TOKEN=config.rasa_token_value) if c.name == "rasa" else env
+        own_env = dict(env, TAXBOT_RASA_TOKEN=config.rasa_token_value) if c.name in ("rasa", "service") else env
+        if c.name == "service" and "TAXBOT_DESK_DEMO_PASSWORD" not in env:
+            own_env["TAXBOT_DESK_DEMO_PASSWORD"] = config.desk_demo_password()
         manager.add_process(c.name, shlex.join(c.command), env=own_env, cwd=str(ROOT))
     stop = threading.Event()
     HealthMonitor(config, parts, stop).start()

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -15,11 +17,17 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service import __version__
-from service.api import api_v1, system
+from channels.gateway import Gateway
+from service.api import api_v1, chat, desk as desk_api, system
 from service.db import make_engine, make_sessionmaker, migrate
+from service.desk import auth
+from service.desk.bot import BotClient, BotUnavailable
+from service.desk.bus import make_bus
+from service.desk.core import Desk
+from service.desk.hours import BusinessHours
 from service.errors import ServiceError
 from service.knowledge import KnowledgeBase
-from service.models import Taxpayer
+from service.models import DeskUser, Taxpayer
 from service.records import import_records
 from service.settings import Settings, get_settings
 from service.sms import make_sms_sender
@@ -84,7 +92,9 @@ class RequestGuard:
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ServiceError)
     async def service_error(_request: Request, exc: ServiceError) -> JSONResponse:
-        return _error(exc.status_code, exc.code, exc.message, **exc.extra)
+        extra = dict(exc.extra)
+        message = extra.pop("message", exc.message)  # a raise site may say more precisely what went wrong
+        return _error(exc.status_code, exc.code, message, **extra)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -103,6 +113,78 @@ def _install_error_handlers(app: FastAPI) -> None:
         return _error(500, "internal_error", "服务暂时不可用，请稍后再试")
 
 
+async def _every(seconds: float, work: Callable[[], object]) -> None:
+    """Run ``work`` in a worker thread every ``seconds``; a failure is logged and the next round runs."""
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            await asyncio.to_thread(work)
+        except Exception as exc:
+            logger.error("timer.failed %s: %s", getattr(work, "__name__", work), type(exc).__name__, exc_info=exc)
+
+
+class HandBack:
+    """Gives conversations people have finished back to the bot (resume, then ask for a rating), at once after
+    a close and again every round until the bot has answered: nothing closed is left paused."""
+
+    def __init__(self, desk: Desk, bot: BotClient) -> None:
+        self.desk, self.bot = desk, bot
+        self._wake = asyncio.Event()
+        self._retry_at: dict[int, tuple[float, float]] = {}  # case id -> (next attempt, current backoff)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self, seconds: float) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), seconds)
+            self._wake.clear()
+            try:
+                await self.once()
+            except Exception as exc:
+                logger.error("hand_back.failed %s", type(exc).__name__, exc_info=exc)
+
+    async def once(self) -> int:
+        done = 0
+        now = time.monotonic()
+        for case_id, conversation_id, ask_rating in await asyncio.to_thread(self.desk.pending_resumes):
+            if self._retry_at.get(case_id, (0.0, 0.0))[0] > now:
+                continue
+            if not await asyncio.to_thread(self.desk.claim_resume, case_id):
+                continue  # another replica has it
+            try:
+                messages = await self.bot.resume(conversation_id, ask_rating)
+            except BotUnavailable as exc:
+                await asyncio.to_thread(self.desk.release_resume, case_id)
+                backoff = min(60.0, self._retry_at.get(case_id, (0.0, 1.0))[1] * 2)
+                self._retry_at[case_id] = (now + backoff, backoff)
+                logger.warning("hand_back.bot_unavailable case=%s retry_in=%.0fs error=%s", case_id, backoff, exc)
+                continue
+            self._retry_at.pop(case_id, None)
+            await asyncio.to_thread(self.desk.resumed, case_id, messages, ask_rating)
+            done += 1
+        return done
+
+
+DEMO_DESK_USERS = (
+    ("admin", "管理员", "admin", ()),
+    ("banzhang", "王班长", "supervisor", ("consult", "invoice", "complaint", "vip")),
+    ("zuoxi1", "李坐席", "agent", ("consult", "invoice")),
+    ("zuoxi2", "陈坐席", "agent", ("consult", "complaint", "vip")),
+    ("bianji", "赵编辑", "editor", ()),
+)
+
+
+def _seed_demo_desk_users(sessions: Callable[[], object], password: str) -> None:
+    with sessions() as session:  # type: ignore[attr-defined]
+        if session.scalar(select(DeskUser.id).limit(1)) is not None:
+            return
+        for username, name, role, groups in DEMO_DESK_USERS:
+            auth.create_user(session, username, password, role, name, groups)
+        logger.info("app.demo_desk_users %s", ", ".join(u for u, *_ in DEMO_DESK_USERS))
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     install_log_masking()
     settings = settings or get_settings()
@@ -119,21 +201,42 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     assert settings.kb_index_dir is not None  # filled in by Settings
     kb = KnowledgeBase(settings.kb_index_dir, settings.kb_encoder, settings.kb_threads, settings.kb_serve_unreviewed)
 
+    bus = make_bus(settings.redis_url)
+    desk = Desk(sessions, bus, BusinessHours.parse(settings.desk_hours, settings.desk_holidays),
+                offer_seconds=settings.desk_offer_seconds, queue_timeout_seconds=settings.desk_queue_timeout_seconds,
+                first_contact_hours=settings.desk_first_contact_hours,
+                default_handle_seconds=settings.desk_handle_seconds)
+    desk.ensure_groups()
+    if settings.desk_demo_password:
+        _seed_demo_desk_users(sessions, settings.desk_demo_password.get_secret_value())
+    bot = BotClient(settings.rasa_url, settings.rasa_token.get_secret_value() if settings.rasa_token else None)
+    hand_back = HandBack(desk, bot)
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await bus.start()
         await asyncio.to_thread(kb.refresh)
-        watcher = asyncio.create_task(kb.watch(settings.kb_reload_seconds))
+        tasks = [asyncio.create_task(kb.watch(settings.kb_reload_seconds)),
+                 asyncio.create_task(_every(settings.desk_tick_seconds, desk.tick)),
+                 asyncio.create_task(hand_back.run(settings.desk_tick_seconds))]
         yield
-        watcher.cancel()
+        for task in tasks:
+            task.cancel()
+        await bus.stop()
         engine.dispose()
 
     app = FastAPI(title="taxbot-service", version=__version__, lifespan=lifespan)
     app.state.settings, app.state.engine, app.state.sessionmaker = settings, engine, sessions
     app.state.sms_sender = make_sms_sender(settings)
     app.state.kb = kb
+    app.state.bus, app.state.desk, app.state.bot = bus, desk, bot
+    app.state.gateway = Gateway(sessions, desk, bot, bus)
+    app.state.hand_back, app.state.hand_back_soon = hand_back, hand_back.wake
     app.add_middleware(RequestGuard)
     _install_error_handlers(app)
     app.include_router(system.router)
     app.include_router(api_v1)
+    app.include_router(desk_api.router)
+    app.include_router(chat.router)
     logger.info("app.ready version=%s sms_sender=%s", __version__, settings.sms_sender)
     return app

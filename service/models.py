@@ -7,7 +7,8 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
-    CheckConstraint, DateTime, Enum, ForeignKey, MetaData, Numeric, String, Text, TypeDecorator, UniqueConstraint,
+    JSON, Boolean, CheckConstraint, DateTime, Enum, ForeignKey, Index, Integer, MetaData, Numeric, String, Text,
+    TypeDecorator, UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -20,6 +21,15 @@ PAYMENT_STATUSES = ("success", "processing", "failed")
 REFUND_STATUSES = ("submitted", "reviewing", "approved", "paid", "rejected", "returned")
 TICKET_KINDS = ("complaint", "report", "suggestion")
 HANDOFF_REASONS = ("user_request", "low_confidence", "complaint_escalation", "verification_failed", "knowledge_gap", "other")
+# A handoff's life: queued → assigned → closed, or abandoned (the user gave up); after_hours → message taken
+# (closed); refused (blacklisted). "pending" is what the first schema wrote before the desk existed.
+HANDOFF_STATUSES = ("pending", "queued", "assigned", "closed", "abandoned", "after_hours", "refused")
+OPEN_STATUSES = ("queued", "assigned", "after_hours")
+DESK_ROLES = ("agent", "supervisor", "editor", "admin")
+AGENT_STATES = ("online", "busy", "away", "offline")
+STRATEGIES = ("round_robin", "least_busy", "longest_idle")
+MESSAGE_KINDS = ("user", "bot", "agent", "system", "note")
+DISPOSITIONS = ("resolved", "unresolved", "callback", "ticket", "invalid")
 
 
 def utcnow() -> datetime:
@@ -176,8 +186,64 @@ class Ticket(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class SkillGroup(Base):
+    """A queue: the agents with its skill take its conversations, distributed by ``strategy``."""
+
+    __tablename__ = "skill_groups"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(64))
+    strategy: Mapped[str] = mapped_column(_choice(STRATEGIES, "strategy"), default="least_busy")
+    hours: Mapped[str | None] = mapped_column(String(200))  # None: the desk's default business hours
+    last_agent_id: Mapped[int | None] = mapped_column(Integer)  # round-robin cursor
+
+
+class DeskUser(Base):
+    """A person who logs in to the desk: an agent, supervisor, knowledge editor or administrator."""
+
+    __tablename__ = "desk_users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str] = mapped_column(String(64))
+    password_hash: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(_choice(DESK_ROLES, "desk_role"))
+    state: Mapped[str] = mapped_column(_choice(AGENT_STATES, "agent_state"), default="offline")
+    state_since: Mapped[datetime] = mapped_column(default=utcnow)
+    max_chats: Mapped[int] = mapped_column(default=3)
+    active_chats: Mapped[int] = mapped_column(default=0)  # kept by conditional updates: the capacity check
+    idle_since: Mapped[datetime] = mapped_column(default=utcnow)  # last time a chat ended (longest idle)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    groups: Mapped[list[SkillGroup]] = relationship(secondary="agent_skills", lazy="selectin")
+
+
+class AgentSkill(Base):
+    __tablename__ = "agent_skills"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("desk_users.id", ondelete="CASCADE"), primary_key=True)
+    group_id: Mapped[int] = mapped_column(ForeignKey("skill_groups.id", ondelete="CASCADE"), primary_key=True)
+
+
+class DeskSession(Base):
+    """A login; only the SHA-256 of the cookie's token is kept."""
+
+    __tablename__ = "desk_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("desk_users.id", ondelete="CASCADE"), index=True)
+    expires_at: Mapped[datetime]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    user: Mapped[DeskUser] = relationship(lazy="joined")
+
+
 class HandoffRequest(Base):
+    """A conversation handed to people: queued in a skill group, owned by one agent, closed with a disposition."""
+
     __tablename__ = "handoff_requests"
+    __table_args__ = (Index("ix_handoff_requests_queue", "status", "group_id", "priority", "enqueued_at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     reference: Mapped[str | None] = mapped_column(String(24), unique=True)
@@ -187,4 +253,70 @@ class HandoffRequest(Base):
     last_message: Mapped[str | None] = mapped_column(Text)
     contact_phone: Mapped[str | None] = mapped_column(String(11))
     status: Mapped[str] = mapped_column(String(16), default="pending")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    channel_user_id: Mapped[str | None] = mapped_column(String(128), index=True)
+    taxpayer_pk: Mapped[int | None] = mapped_column(ForeignKey("taxpayers.id", ondelete="SET NULL"), index=True)
+    vip: Mapped[bool] = mapped_column(Boolean, default=False)
+    priority: Mapped[int] = mapped_column(default=0)
+    group_id: Mapped[int | None] = mapped_column(ForeignKey("skill_groups.id"))
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("desk_users.id"), index=True)
+    offered_to: Mapped[int | None] = mapped_column(ForeignKey("desk_users.id"))
+    offered_at: Mapped[datetime | None]
+    enqueued_at: Mapped[datetime | None]
+    assigned_at: Mapped[datetime | None]
+    closed_at: Mapped[datetime | None]
+    disposition: Mapped[str | None] = mapped_column(String(32))
+    position: Mapped[int | None]  # the last queue position the user was told
+    rating: Mapped[int | None]
+    rating_asked_at: Mapped[datetime | None]
+    resume_pending: Mapped[bool] = mapped_column(Boolean, default=False)  # the bot still has to be given back the conversation
+    context: Mapped[dict | None] = mapped_column(JSON)  # type: ignore[type-arg]
+    group: Mapped[SkillGroup | None] = relationship(lazy="joined")
+    agent: Mapped[DeskUser | None] = relationship(foreign_keys=[agent_id], lazy="joined")
+    taxpayer: Mapped[Taxpayer | None] = relationship(lazy="joined")
+
+
+class ChatMessage(Base):
+    """Every message of a conversation the gateway or the desk handled, in order: what the user sent, what the bot
+    or an agent answered, system notices, and agents' internal notes (never shown to the user)."""
+
+    __tablename__ = "chat_messages"
+    __table_args__ = (UniqueConstraint("conversation_id", "client_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    conversation_id: Mapped[str] = mapped_column(String(128), index=True)
+    handoff_id: Mapped[int | None] = mapped_column(ForeignKey("handoff_requests.id", ondelete="SET NULL"), index=True)
+    kind: Mapped[str] = mapped_column(_choice(MESSAGE_KINDS, "message_kind"))
+    author_id: Mapped[int | None] = mapped_column(ForeignKey("desk_users.id"))
+    text: Mapped[str] = mapped_column(Text)
+    payload: Mapped[dict | None] = mapped_column(JSON)  # type: ignore[type-arg]  # buttons, metadata
+    client_id: Mapped[str | None] = mapped_column(String(64))  # the sender's message id: a retry is stored once
+    reply_to: Mapped[int | None] = mapped_column(Integer, index=True)  # the user message a bot reply answers
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class BlacklistEntry(Base):
+    __tablename__ = "desk_blacklist"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subject: Mapped[str] = mapped_column(String(160), index=True)  # channel:channel_user_id
+    reason: Mapped[str | None] = mapped_column(String(200))
+    expires_at: Mapped[datetime | None]  # None: permanent
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("desk_users.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class FollowUp(Base):
+    """A message taken outside business hours (or when nobody can answer): a person calls or writes back."""
+
+    __tablename__ = "follow_ups"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    reference: Mapped[str | None] = mapped_column(String(24), unique=True)
+    handoff_id: Mapped[int | None] = mapped_column(ForeignKey("handoff_requests.id", ondelete="SET NULL"))
+    conversation_id: Mapped[str] = mapped_column(String(128), index=True)
+    channel: Mapped[str] = mapped_column(String(32))
+    message: Mapped[str] = mapped_column(Text)
+    contact_phone: Mapped[str | None] = mapped_column(String(11))
+    status: Mapped[str] = mapped_column(String(16), default="open")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

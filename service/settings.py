@@ -36,6 +36,21 @@ class Settings(BaseSettings):
     kb_threads: int = 2  # encoder threads for one query (FAISS search itself always uses one)
     kb_reload_seconds: float = 2.0  # how often the service looks for a newly activated index version
     kb_serve_unreviewed: bool = False  # answer from entries marked needs_review (demo only)
+    # Rasa server (the gateway sends users' messages there; the desk gives conversations back to the bot)
+    rasa_url: str | None = None
+    rasa_token: SecretStr | None = None
+    # Human-agent desk
+    desk_hours: str = "always"  # or e.g. "mon-fri 09:00-12:00,13:30-17:00; sat 09:00-12:00" (China time)
+    desk_holidays: str = ""  # closed dates, e.g. "2027-01-01,2027-02-16"
+    desk_offer_seconds: float = 30.0  # an offer nobody accepts goes back to the queue (the agent is set away)
+    desk_queue_timeout_seconds: float = 1800.0  # a user still waiting after this is told and recorded abandoned
+    desk_first_contact_hours: float = 72.0  # a returning taxpayer goes to the agent who served them in this window
+    desk_handle_seconds: float = 300.0  # assumed handling time until a group has closed conversations
+    desk_session_hours: float = 12.0
+    desk_tick_seconds: float = 1.0
+    desk_cookie_secure: bool = False  # set when the desk is served over HTTPS
+    desk_demo_password: SecretStr | None = None  # creates demo desk users with this password (demo only)
+    redis_url: str | None = None  # Redis pub/sub for the desk's events across several service replicas
 
     @model_validator(mode="before")
     @classmethod
@@ -50,6 +65,14 @@ class Settings(BaseSettings):
         problem = secret_problem(value.get_secret_value())
         if problem:
             raise ValueError(f"TAXBOT_SERVICE_TOKEN {problem}")
+        return value
+
+    @field_validator("desk_hours")
+    @classmethod
+    def _hours_readable(cls, value: str) -> str:
+        from service.desk.hours import BusinessHours
+
+        BusinessHours.parse(value)
         return value
 
     @field_validator("otp_fixed_code")

@@ -107,14 +107,24 @@ class AnswerResponse(BaseModel):
         )
 
 
-@router.post("/search", response_model=SearchResponse)
-def search(body: SearchRequest, kb: KbDep) -> SearchResponse:
-    ranked, version = kb.search(body.query, body.k)
+def ranked_hits(kb: KnowledgeBase, query: str, k: int) -> tuple[list[Hit], str]:
+    ranked, version = kb.search(query, k)
     hits = [
         Hit(**CandidateOut.of(s).model_dump(), answer=s.candidate.entry.answer, spoken=s.candidate.entry.spoken,
             citation=s.candidate.entry.source.cited(), category=s.candidate.entry.category)
         for s in ranked
     ]
+    return hits, version
+
+
+def search_hits(kb: KnowledgeBase, query: str, k: int) -> list[dict[str, object]]:
+    """Agent assist in the desk: the same hits as /kb/search."""
+    return [hit.model_dump() for hit in ranked_hits(kb, query, k)[0]]
+
+
+@router.post("/search", response_model=SearchResponse)
+def search(body: SearchRequest, kb: KbDep) -> SearchResponse:
+    hits, version = ranked_hits(kb, body.query, body.k)
     return SearchResponse(index_version=version, hits=hits)
 
 

@@ -25,10 +25,12 @@ def test_create_handoff(client: TestClient, db: Session, reason: str) -> None:
     response = client.post("/api/v1/handoffs", json=HANDOFF | {"reason": reason})
     assert response.status_code == 201
     [row] = handoffs(db)
-    assert response.json() == {"reference": f"RG{datetime.now(CHINA_TZ):%Y%m%d}{row.id:06d}", "status": "pending"}
+    group = "complaint" if reason == "complaint_escalation" else "consult"
+    assert response.json() == {"reference": f"RG{datetime.now(CHINA_TZ):%Y%m%d}{row.id:06d}", "status": "queued",
+                               "position": 1, "wait_minutes": 5, "group": group}
     assert re.fullmatch(r"RG\d{14}", row.reference or "")
     assert (row.conversation_id, row.channel, row.reason, row.last_message, row.contact_phone, row.status) == \
-           ("conv-9", "phone", reason, "转人工", "15718746331", "pending")
+           ("conv-9", "phone", reason, "转人工", "15718746331", "queued")
 
 
 def test_minimal_handoff(client: TestClient, db: Session) -> None:
@@ -52,9 +54,9 @@ def test_invalid_handoff_is_refused(client: TestClient, db: Session, change: dic
 def test_list_by_conversation(client: TestClient) -> None:
     first = client.post("/api/v1/handoffs", json=HANDOFF).json()
     client.post("/api/v1/handoffs", json=HANDOFF | {"conversation_id": "other"})
-    second = client.post("/api/v1/handoffs", json=HANDOFF | {"reason": "knowledge_gap"}).json()
+    again = client.post("/api/v1/handoffs", json=HANDOFF | {"reason": "knowledge_gap"}).json()
+    assert again["reference"] == first["reference"]  # still waiting: the same handoff, not a second one
     items = client.get("/api/v1/handoffs", params={"conversation_id": "conv-9"}).json()["items"]
-    assert [(i["reference"], i["reason"], i["status"]) for i in items] == [
-        (first["reference"], "user_request", "pending"), (second["reference"], "knowledge_gap", "pending")]
+    assert [(i["reference"], i["reason"], i["status"]) for i in items] == [(first["reference"], "user_request", "queued")]
     assert items[0]["last_message"] == "转人工" and items[0]["contact_phone"] == "15718746331"
     assert items[0]["created_at"].endswith("+08:00")

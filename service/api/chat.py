@@ -1,0 +1,69 @@
+"""The web chat's HTTP side, through the channels gateway: send a message, fetch (or wait for) what the bot,
+agents and the desk said, give up waiting for a person. A browser keeps a random session id; the conversation is
+``web-<session>``. (The WebSocket chat with resume is the channels issue's; these endpoints stay for simple
+clients such as ``taxbot chat``.)"""
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, Field
+
+from channels.gateway import Envelope, Gateway
+from service.errors import ServiceError
+from taxlib.text import strip_control
+
+router = APIRouter(prefix="/chat/api", tags=["web chat"])
+SESSION = r"^[A-Za-z0-9_-]{16,64}$"
+MAX_TEXT = 2000
+
+
+def conversation_of(session: str) -> str:
+    return f"web-{session}"
+
+
+class SendIn(BaseModel):
+    session: str = Field(pattern=SESSION)
+    text: str = Field(max_length=MAX_TEXT)
+    id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,64}$", description="client message id")
+    channel: str = Field(default="webchat", pattern=r"^(webchat|rest)$")
+
+
+def gateway(request: Request) -> Gateway:
+    return request.app.state.gateway
+
+
+@router.post("/send")
+async def send(body: SendIn, request: Request) -> dict[str, Any]:
+    text = strip_control(body.text).strip()
+    if not text:
+        raise ServiceError(message="消息不能为空")
+    envelope = Envelope(channel=body.channel, channel_user_id=body.session, conversation_id=conversation_of(body.session),
+                        text=text, message_id=body.id)
+    return {"replies": await gateway(request).handle(envelope)}
+
+
+@router.get("/messages")
+async def messages(request: Request, session: Annotated[str, Query(pattern=SESSION)],
+                   after: Annotated[int, Query(ge=0)] = 0,
+                   wait: Annotated[float, Query(ge=0, le=30)] = 0) -> dict[str, Any]:
+    items = await gateway(request).wait_for(conversation_of(session), after, wait)
+    return {"items": items}
+
+
+class CancelIn(BaseModel):
+    session: str = Field(pattern=SESSION)
+
+
+@router.post("/cancel")
+async def cancel(body: CancelIn, request: Request) -> dict[str, Any]:
+    """The user stops waiting for a person."""
+    desk = request.app.state.desk
+    case = await asyncio.to_thread(desk.open_case_for, conversation_of(body.session))
+    if case is None or case.status != "queued":
+        return {"cancelled": False}
+    cancelled = await asyncio.to_thread(desk.abandon, case.id, "user_cancelled")
+    if cancelled:
+        request.app.state.hand_back_soon()
+    return {"cancelled": cancelled}
