@@ -25,6 +25,8 @@ HELP = """用法：./taxbot 命令 [参数]
                         知识库：构建索引、检索、检查条目、评测（见 ./taxbot kb）
   records import PATH   从 CSV 导入纳税人档案（目录或单个文件）
   records export DIR    把纳税人档案导出为 CSV
+  desk user add NAME --role agent|supervisor|editor|admin [--groups consult,invoice] [--name 显示名]
+                        新建坐席工作台用户（密码交互输入，或取自 TAXBOT_DESK_PASSWORD）；desk user list|disable NAME
 
 配置：环境变量（TAXBOT_ 前缀）或项目根目录的 .env，见 README。"""
 
@@ -98,6 +100,10 @@ def main(argv: list[str] | None = None) -> int:
         return kb_main(config, args)
     if command == "records":
         return run([paths.SERVICE_PYTHON, "-m", "service.records", *args], config, check=False).returncode
+    if command == "desk":
+        if not args or args[0] != "user":
+            fail("用法：./taxbot desk user add|list|disable …", code=2)
+        return run([paths.SERVICE_PYTHON, "-m", "service.desk.users", *args[1:]], config, check=False).returncode
     fail(f"未知命令 {command!r}。\n\n{HELP}", code=2)
 
 

@@ -232,6 +232,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.bus, app.state.desk, app.state.bot = bus, desk, bot
     app.state.gateway = Gateway(sessions, desk, bot, bus)
     app.state.hand_back, app.state.hand_back_soon = hand_back, hand_back.wake
+    app.state.login_failures = {}
     app.add_middleware(RequestGuard)
     _install_error_handlers(app)
     app.include_router(system.router)

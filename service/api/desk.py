@@ -102,11 +102,9 @@ class LoginIn(BaseModel):
     password: str = Field(min_length=1, max_length=200)
 
 
-_failures: dict[str, tuple[int, float]] = {}
-
-
 @router.post("/api/login")
 def login(body: LoginIn, request: Request, response: Response, session: SessionDep) -> dict[str, Any]:
+    _failures: dict[str, tuple[int, float]] = request.app.state.login_failures  # per username, this replica
     count, since = _failures.get(body.username, (0, 0.0))
     if count >= LOGIN_FAILURES_ALLOWED and time.monotonic() - since < LOGIN_LOCK_SECONDS:
         raise TooManyRequests(message="登录失败次数过多，请5分钟后再试")

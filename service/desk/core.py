@@ -228,35 +228,51 @@ class Desk:
         return int(ahead or 0) + 1
 
     def _estimate(self, session: Session, case: HandoffRequest) -> tuple[int | None, int | None]:
-        """Position (1 = next) and an estimated wait in whole minutes: position × the group's recent average
-        handling time ÷ its agents on duty."""
+        """Position (1 = next) and an estimated wait in whole minutes."""
         if case.status != "queued":
             return None, None
         position = self._position(session, case)
+        return position, self._wait_minutes(position, *self._group_pace(session, case.group_id))
+
+    def _group_pace(self, session: Session, group_id: int | None) -> tuple[float, int]:
+        """The group's recent average handling time (seconds) and its agents on duty."""
         recent = session.execute(select(HandoffRequest.assigned_at, HandoffRequest.closed_at).where(
-            HandoffRequest.group_id == case.group_id, HandoffRequest.status == "closed",
+            HandoffRequest.group_id == group_id, HandoffRequest.status == "closed",
             HandoffRequest.assigned_at.is_not(None)).order_by(HandoffRequest.closed_at.desc()).limit(20)).all()
         durations = [(closed - assigned).total_seconds() for assigned, closed in recent if closed and assigned]
         handle = sum(durations) / len(durations) if durations else self.default_handle_seconds
         on_duty = session.scalar(select(func.count(DeskUser.id)).join(AgentSkill, AgentSkill.user_id == DeskUser.id)
-                                 .where(AgentSkill.group_id == case.group_id,
+                                 .where(AgentSkill.group_id == group_id,
                                         DeskUser.state.in_(("online", "busy")))) or 0
-        wait = math.ceil(position * handle / max(1, on_duty) / 60)
-        return position, max(1, wait)
+        return handle, on_duty
+
+    @staticmethod
+    def _wait_minutes(position: int, handle: float, on_duty: int) -> int:
+        """Position × average handling time ÷ agents on duty, in whole minutes (at least one)."""
+        return max(1, math.ceil(position * handle / max(1, on_duty) / 60))
 
     def _tell_positions(self, group_ids: set[int | None]) -> None:
-        """Tell every waiting user of these groups whose position changed where they are now."""
+        """Tell waiting users of these groups that they moved up: at every step in the last three places, every
+        five places before that."""
         with self.sessions() as session:
-            waiting = session.scalars(select(HandoffRequest).where(
-                HandoffRequest.status == "queued", HandoffRequest.group_id.in_([g for g in group_ids if g]))).all()
-            for case in waiting:
-                position, wait = self._estimate(session, case)
-                if position is None or position == case.position:
-                    continue
-                case.position = position
-                text = f"您前面还有{position - 1}位，预计等待约{wait}分钟，请稍候。" if position > 1 else \
-                    "马上就轮到您了，请稍候。"
-                self._add_message(session, case, "system", text)
+            for group_id in filter(None, group_ids):
+                waiting = session.scalars(select(HandoffRequest).where(
+                    HandoffRequest.status == "queued", HandoffRequest.group_id == group_id)
+                    .order_by(HandoffRequest.priority.desc(), HandoffRequest.enqueued_at, HandoffRequest.id)).all()
+                pace = self._group_pace(session, group_id) if waiting else None
+                for position, case in enumerate(waiting, start=1):
+                    told = case.position
+                    if pace is None or position == told:
+                        continue
+                    if told is not None and (position > told or (position > 3 and told - position < 5)):
+                        if position > told:
+                            case.position = position  # moved back (a VIP came in): not worth a message
+                        continue  # near the front every step is news; further back, every five places
+                    case.position = position
+                    wait = self._wait_minutes(position, *pace)
+                    text = f"您前面还有{position - 1}位，预计等待约{wait}分钟，请稍候。" if position > 1 else \
+                        "马上就轮到您了，请稍候。"
+                    self._add_message(session, case, "system", text)
             session.commit()
             self._flush_publish()
 
@@ -267,11 +283,14 @@ class Desk:
         offers = 0
         now = self.clock()
         with self.sessions() as session:
+            room = self._free_agents(session)
+            if not room:
+                return 0
             waiting = session.scalars(select(HandoffRequest).where(
                 HandoffRequest.status == "queued", HandoffRequest.offered_to.is_(None))
                 .order_by(HandoffRequest.priority.desc(), HandoffRequest.enqueued_at, HandoffRequest.id)).all()
             for case in waiting:
-                agent = self._pick_agent(session, case, now)
+                agent = self._pick_agent(session, case, now, room)
                 if agent is None:
                     continue
                 done = session.execute(update(HandoffRequest).where(
@@ -285,34 +304,44 @@ class Desk:
                 session.commit()
                 session.refresh(case)
                 offers += 1
+                room[agent.id] -= 1
+                if room[agent.id] <= 0:
+                    del room[agent.id]
                 logger.info("desk.offered case=%s agent=%s", case.reference, agent.username)
                 self.bus.publish({"type": "case", "case": case_summary(case)})
+                if not room:
+                    break
         return offers
 
-    def _pick_agent(self, session: Session, case: HandoffRequest, now: datetime) -> DeskUser | None:
+    def _free_agents(self, session: Session) -> dict[int, int]:
+        """Agents who can take another conversation now, with how many more: online, and their chats plus the
+        offers waiting for them below their maximum."""
         offers = dict(session.execute(select(HandoffRequest.offered_to, func.count(HandoffRequest.id)).where(
             HandoffRequest.status == "queued", HandoffRequest.offered_to.is_not(None))
             .group_by(HandoffRequest.offered_to)).all())
+        agents = session.scalars(select(DeskUser).where(DeskUser.state == "online", DeskUser.disabled.is_(False),
+                                                        DeskUser.role.in_(("agent", "supervisor"))))
+        room = {u.id: u.max_chats - u.active_chats - offers.get(u.id, 0) for u in agents}
+        return {user_id: left for user_id, left in room.items() if left > 0}
 
-        def free(user: DeskUser) -> bool:
-            return user.state == "online" and not user.disabled and \
-                user.active_chats + offers.get(user.id, 0) < user.max_chats
-
+    def _pick_agent(self, session: Session, case: HandoffRequest, now: datetime,
+                    room: dict[int, int]) -> DeskUser | None:
         previous = self._previous_agent(session, case, now)
-        if previous is not None and free(previous):
+        if previous is not None and previous.id in room:
             return previous  # 首问负责制: the agent who served this taxpayer recently
         members = [u for u in session.scalars(select(DeskUser).join(AgentSkill, AgentSkill.user_id == DeskUser.id)
-                                              .where(AgentSkill.group_id == case.group_id)
-                                              .order_by(DeskUser.id)) if free(u)]
+                                              .where(AgentSkill.group_id == case.group_id, DeskUser.id.in_(room))
+                                              .order_by(DeskUser.id))]
         if not members:
             return None
         strategy = case.group.strategy if case.group else "least_busy"
         if strategy == "round_robin":
             cursor = case.group.last_agent_id or 0 if case.group else 0
             return next((u for u in members if u.id > cursor), members[0])
+        load = {u.id: u.max_chats - room[u.id] for u in members}  # chats plus offers
         if strategy == "longest_idle":
-            return min(members, key=lambda u: (u.active_chats + offers.get(u.id, 0) > 0, u.idle_since, u.id))
-        return min(members, key=lambda u: (u.active_chats + offers.get(u.id, 0), u.idle_since, u.id))
+            return min(members, key=lambda u: (load[u.id] > 0, u.idle_since, u.id))
+        return min(members, key=lambda u: (load[u.id], u.idle_since, u.id))
 
     def _previous_agent(self, session: Session, case: HandoffRequest, now: datetime) -> DeskUser | None:
         same_person = [HandoffRequest.conversation_id == case.conversation_id]
