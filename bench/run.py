@@ -7,9 +7,12 @@
   train time, peak memory     `rasa train` from scratch into a temporary directory (skip with --no-train)
   knowledge retrieval         query latency p50/p95 with encoding, build time, memory, at the real size and at
                               10k / 100k synthetic entries (bench/kb_retrieval.py)
+  desk                        handoff → agent console latency p50/p95 with 200 conversations waiting, queue
+                              operations per second, on SQLite and PostgreSQL (bench/desk.py)
 
-Targets on a 2-core machine: parse p50 <= 20 ms, turn p95 <= 80 ms, retrieval p95 <= 30 ms at 10k entries.
-``--only kb`` (or nlu, rest, train) runs one part.
+Targets on a 2-core machine: parse p50 <= 20 ms, turn p95 <= 80 ms, retrieval p95 <= 30 ms at 10k entries,
+handoff → console p95 <= 1 s with 200 waiting.
+``--only kb`` (or nlu, rest, train, desk) runs one part.
 """
 from __future__ import annotations
 
@@ -123,9 +126,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="taxbot bench")
     parser.add_argument("--no-train", action="store_true", help="skip the training benchmark (several minutes)")
     parser.add_argument("--rounds", type=int, default=10, help="conversations of %d turns for the REST benchmark" % len(TURNS))
-    parser.add_argument("--only", choices=("nlu", "rest", "train", "kb"), action="append", help="run only these parts")
+    parser.add_argument("--only", choices=("nlu", "rest", "train", "kb", "desk"), action="append",
+                        help="run only these parts")
     args = parser.parse_args()
-    parts = set(args.only or ("nlu", "rest", "train", "kb"))
+    parts = set(args.only or ("nlu", "rest", "train", "kb", "desk"))
     if args.no_train:
         parts.discard("train")
     config = RuntimeConfig()
@@ -147,6 +151,15 @@ def main() -> int:
             capture_output=True, text=True, check=True,
         )
         results.update(json.loads(retrieval.stdout.strip().splitlines()[-1]))
+
+    if "desk" in parts:
+        print("[bench] desk: handoff → console latency with 200 waiting, queue operations (SQLite, PostgreSQL) …",
+              flush=True)
+        desk = subprocess.run(
+            [str(paths.SERVICE_PYTHON), "bench/desk.py"], cwd=ROOT, env=process_env(config),
+            capture_output=True, text=True, check=True,
+        )
+        results.update(json.loads(desk.stdout.strip().splitlines()[-1]))
 
     if "rest" in parts:
         print("[bench] REST turns (starts the whole system) …", flush=True)
