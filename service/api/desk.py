@@ -104,17 +104,22 @@ class LoginIn(BaseModel):
 
 @router.post("/api/login")
 def login(body: LoginIn, request: Request, response: Response, session: SessionDep) -> dict[str, Any]:
-    _failures: dict[str, tuple[int, float]] = request.app.state.login_failures  # per username, this replica
-    count, since = _failures.get(body.username, (0, 0.0))
-    if count >= LOGIN_FAILURES_ALLOWED and time.monotonic() - since < LOGIN_LOCK_SECONDS:
+    failures: dict[str, tuple[int, float]] = request.app.state.login_failures  # per username, this replica
+    now = time.monotonic()
+    count, since = failures.get(body.username, (0, now))
+    if now - since >= LOGIN_LOCK_SECONDS:
+        count, since = 0, now
+    if count >= LOGIN_FAILURES_ALLOWED:
         raise TooManyRequests(message="登录失败次数过多，请5分钟后再试")
     user = auth.authenticate(session, body.username, body.password)
     if user is None:
-        _failures[body.username] = (count + 1 if time.monotonic() - since < LOGIN_LOCK_SECONDS else 1,
-                                    since if count else time.monotonic())
+        if len(failures) > 10_000:  # names anyone tried: forget the stale ones
+            for name in [n for n, (_, t) in failures.items() if now - t >= LOGIN_LOCK_SECONDS]:
+                failures.pop(name, None)
+        failures[body.username] = (count + 1, since)
         logger.info("desk.login_failed")
         raise WrongLogin
-    _failures.pop(body.username, None)
+    failures.pop(body.username, None)
     settings = request.app.state.settings
     token = auth.open_session(session, user, settings.desk_session_hours)
     response.set_cookie(auth.COOKIE, token, httponly=True, samesite="strict", secure=settings.desk_cookie_secure,
@@ -303,6 +308,7 @@ async def events(websocket: WebSocket) -> None:
     with app.state.sessionmaker() as session:
         user = auth.session_user(session, websocket.cookies.get(auth.COOKIE))
     if user is None:
+        await websocket.accept()  # closing before accepting would reach the browser as a bare handshake failure
         await websocket.close(code=4401, reason="login required")
         return
     desk: Desk = app.state.desk

@@ -371,10 +371,9 @@ class Desk:
                 if state == "online" and user.active_chats == 0:
                     user.idle_since = now
             if state != "online":  # offers waiting for this agent go back to the queue
-                session.execute(update(HandoffRequest).where(
-                    HandoffRequest.offered_to == user_id, HandoffRequest.status == "queued")
-                    .values(offered_to=None, offered_at=None))
+                self._withdraw_offers(session, user_id)
             session.commit()
+            self._flush_publish()
             logger.info("desk.agent_state agent=%s state=%s", user.username, state)
             self.bus.publish({"type": "agent", "agent": agent_summary(user)})
         self.dispatch()
@@ -443,15 +442,29 @@ class Desk:
             self.bus.publish({"type": "case", "case": case_summary(case)})
             group_id = case.group_id
         self._tell_positions({group_id})
+        self.dispatch()  # offers this agent can no longer take go to someone else
         return self.get_case(user, case_id)
 
     def _after_assignment(self, session: Session, user_id: int, now: datetime) -> None:
         agent = session.get_one(DeskUser, user_id)
         session.refresh(agent)
         agent.idle_since = now
-        if agent.active_chats >= agent.max_chats and agent.state == "online":
-            agent.state, agent.state_since = "busy", now
+        if agent.active_chats >= agent.max_chats:
+            if agent.state == "online":
+                agent.state, agent.state_since = "busy", now
+            self._withdraw_offers(session, user_id)  # they could not take them now
         self.bus.publish({"type": "agent", "agent": agent_summary(agent)})
+
+    def _withdraw_offers(self, session: Session, user_id: int) -> None:
+        """Offers waiting for this agent go back to the queue (consoles are told after the commit)."""
+        offered = session.scalars(select(HandoffRequest).where(
+            HandoffRequest.offered_to == user_id, HandoffRequest.status == "queued")).all()
+        for case in offered:
+            case.offered_to = case.offered_at = None
+        session.flush()
+        if not hasattr(self._pending, "cases"):
+            self._pending.cases = []
+        self._pending.cases.extend(case.id for case in offered)
 
     def _release(self, session: Session, user_id: int | None, now: datetime) -> None:
         if user_id is None:
@@ -550,6 +563,7 @@ class Desk:
                 raise AlreadyTaken
             session.execute(update(DeskUser).where(DeskUser.id == supervisor.id)
                             .values(active_chats=DeskUser.active_chats + 1))
+            self._after_assignment(session, supervisor.id, now)
             self._release(session, previous, now)
             session.commit()
             session.refresh(case)
@@ -704,7 +718,11 @@ class Desk:
                 session.commit()
             if cleared.rowcount == 1:  # type: ignore[attr-defined]
                 logger.info("desk.offer_missed case=%s agent=%s", case_id, agent_id)
-                self.set_state(agent_id, "away")
+                with self.sessions() as session:
+                    self.bus.publish({"type": "case", "case": case_summary(session.get_one(HandoffRequest, case_id))})
+                    state = session.scalar(select(DeskUser.state).where(DeskUser.id == agent_id))
+                if state == "online":  # not answering though free: presumably away from the desk
+                    self.set_state(agent_id, "away")
         for case_id in expired:
             with self.sessions() as session:
                 case = session.get_one(HandoffRequest, case_id)
@@ -838,3 +856,8 @@ class Desk:
         pending, self._pending.events = getattr(self._pending, "events", []), []
         for event in pending:
             self.bus.publish(event)
+        withdrawn, self._pending.cases = getattr(self._pending, "cases", []), []
+        if withdrawn:
+            with self.sessions() as session:
+                for case in session.scalars(select(HandoffRequest).where(HandoffRequest.id.in_(withdrawn))):
+                    self.bus.publish({"type": "case", "case": case_summary(case)})

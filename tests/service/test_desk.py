@@ -596,3 +596,42 @@ def test_nothing_waiting_is_lost_when_the_service_restarts(make_client: Callable
     assert [m["text"] for m in again.get(f"/desk/api/cases/{owned}").json()["messages"]][-1] == "请稍等"
     assert [case_of(second.app, r).status for r in waiting] == ["queued"] * 3
     assert [handoff(second, f"web-mmmmmmmmmmmmmm{i:02d}")["position"] for i in range(2, 5)] == [1, 2, 3]
+
+
+def test_an_agent_who_fills_up_loses_their_other_offers_not_their_state(bot_client: TestClient) -> None:
+    app = bot_client.app
+    make_user(app, "full", max_chats=2)
+    full = login(app, "full")
+    one = handoff(bot_client, "web-nnnnnnnnnnnnnn01")["reference"]
+    two = handoff(bot_client, "web-nnnnnnnnnnnnnn02")["reference"]
+    three = handoff(bot_client, "web-nnnnnnnnnnnnnn03")["reference"]
+    assert [offered_to(app, r) for r in (one, two, three)] == ["full", "full", None]
+    assert full.post(f"/desk/api/cases/{case_of(app, three).id}/accept").status_code == 200  # picked from the queue
+    assert full.post(f"/desk/api/cases/{case_of(app, one).id}/accept").status_code == 200  # now at 2 of 2
+    assert offered_to(app, two) is None  # the offer went back to the queue
+    make_user(app, "spare")
+    login(app, "spare")
+    assert offered_to(app, two) == "spare"
+    with app.state.sessionmaker() as session:
+        session.execute(update(HandoffRequest).values(offered_at=utcnow() - timedelta(seconds=31)))
+        session.commit()
+    make_user(app, "third")
+    desk_of(app).tick()  # spare missed it: spare is set away; "full" stays busy, not away
+    with app.state.sessionmaker() as session:
+        states = dict(session.execute(select(DeskUser.username, DeskUser.state)).all())
+    assert states["full"] == "busy" and states["spare"] == "away"
+
+
+def test_login_lock_lasts_five_minutes_and_then_counts_again(app: FastAPI) -> None:
+    make_user(app, "locky")
+    client = TestClient(app)
+    failures = app.state.login_failures
+    for _ in range(5):
+        client.post("/desk/api/login", json={"username": "locky", "password": "wrong-pass-1"})
+    assert client.post("/desk/api/login", json={"username": "locky", "password": PASSWORD}).status_code == 429
+    count, since = failures["locky"]
+    failures["locky"] = (count, since - 301)  # five minutes later
+    assert client.post("/desk/api/login", json={"username": "locky", "password": "wrong-pass-1"}).status_code == 401
+    for _ in range(4):
+        client.post("/desk/api/login", json={"username": "locky", "password": "wrong-pass-1"})
+    assert client.post("/desk/api/login", json={"username": "locky", "password": PASSWORD}).status_code == 429

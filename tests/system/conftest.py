@@ -62,6 +62,11 @@ class System:
         assert reply.status_code == 200, reply.text
         return reply.json()
 
+    @property
+    def desk_password(self) -> str:
+        """The demo desk users' password, which ``taxbot run`` generated into the data directory."""
+        return (self.data_dir / "desk-demo-password").read_text().strip()
+
     def log_text(self) -> str:
         return self.log.read_text(encoding="utf-8", errors="replace")
 
