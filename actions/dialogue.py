@@ -16,7 +16,17 @@ def latest_intent(tracker: Tracker) -> Optional[Text]:
     return (tracker.latest_message.get("intent") or {}).get("name")
 
 
-HANDED_OVER = "utter_handoff_recorded"
+# What the bot says once a handoff is settled (queued, connected, after hours, refused, or closed by the desk).
+HANDED_OVER = frozenset(
+    {
+        "utter_handoff_queued",
+        "utter_handoff_queued_no_estimate",
+        "utter_handoff_connected",
+        "utter_handoff_after_hours",
+        "utter_handoff_refused",
+        "utter_ask_satisfaction",
+    }
+)
 ANSWERED_FROM_KNOWLEDGE = "utter_knowledge_answer"
 
 
@@ -28,11 +38,10 @@ def consecutive_fallbacks(tracker: Tracker) -> int:
     """
     count = 0
     for event in reversed(tracker.events):
-        if event.get("event") == "bot" and (event.get("metadata") or {}).get("utter_action") in {
-            HANDED_OVER,
-            ANSWERED_FROM_KNOWLEDGE,
-        }:
-            break
+        if event.get("event") == "bot":
+            said = (event.get("metadata") or {}).get("utter_action")
+            if said in HANDED_OVER or said == ANSWERED_FROM_KNOWLEDGE:
+                break
         if event.get("event") != "user":
             continue
         intent = ((event.get("parse_data") or {}).get("intent") or {}).get("name")

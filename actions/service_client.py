@@ -121,7 +121,19 @@ class ServiceClient:
         return await self._request("POST", "/api/v1/tickets", payload=ticket)
 
     async def create_handoff(self, handoff: Dict[str, Any]) -> Dict[str, Any]:
+        """Queue the conversation for the desk: reference, status (queued, assigned, after_hours, blacklisted;
+        "pending" from services before the desk), position, wait_minutes, group."""
         return await self._request("POST", "/api/v1/handoffs", payload=handoff)
+
+    async def desk_inbound(
+        self, conversation_id: str, channel: str, text: str, metadata: Optional[Dict[str, Any]] = None
+    ) -> Dict[str, Any]:
+        """A user message of a conversation the desk owns (the bot is paused): replies and where it was routed."""
+        return await self._request(
+            "POST",
+            "/api/v1/desk/inbound",
+            payload={"conversation_id": conversation_id, "channel": channel, "text": text, "metadata": metadata or {}},
+        )
 
     async def answer_question(
         self, question: str, intent: str, channel: str, entry_id: Optional[str] = None

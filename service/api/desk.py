@@ -16,13 +16,14 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query, Request, Response, WebSocket, WebSocketDisconnect
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from service.api.deps import SessionDep
 from service.desk import auth
 from service.desk.core import Desk, agent_summary, case_summary
 from service.errors import ServiceError, TooManyRequests
-from service.models import DISPOSITIONS, DeskUser, FollowUp
+from service.desk.hours import BusinessHours
+from service.models import DISPOSITIONS, DeskSession, DeskUser, FollowUp, SkillGroup
 from taxlib.text import strip_control
 
 logger = logging.getLogger(__name__)
@@ -48,6 +49,14 @@ class LoginRequired(ServiceError):
 
 class Forbidden(ServiceError):
     status_code, code, message = 403, "forbidden", "您的角色无权进行此操作"
+
+
+class NotFound(ServiceError):
+    status_code, code, message = 404, "not_found", "不存在"
+
+
+class Exists(ServiceError):
+    status_code, code, message = 409, "exists", "已存在"
 
 
 class WrongLogin(ServiceError):
@@ -280,7 +289,107 @@ def create_user(body: UserIn, user: Admin, session: SessionDep) -> dict[str, Any
 
 @router.get("/api/users")
 def list_users(user: Admin, session: SessionDep) -> dict[str, Any]:
-    return {"items": [agent_summary(u) for u in session.scalars(select(DeskUser).order_by(DeskUser.id))]}
+    return {"items": [agent_summary(u) | {"disabled": u.disabled}
+                      for u in session.scalars(select(DeskUser).order_by(DeskUser.id))]}
+
+
+class UserChange(BaseModel):
+    display_name: str | None = Field(default=None, min_length=1, max_length=64)
+    password: str | None = Field(default=None, min_length=1, max_length=200)
+    role: Literal["agent", "supervisor", "editor", "admin"] | None = None
+    groups: list[str] | None = Field(default=None, max_length=10)
+    max_chats: int | None = Field(default=None, ge=1, le=20)
+    disabled: bool | None = None
+
+
+@router.patch("/api/users/{user_id}")
+def change_user(user_id: int, body: UserChange, user: Admin, session: SessionDep) -> dict[str, Any]:
+    target = session.get(DeskUser, user_id)
+    if target is None:
+        raise NotFound(message="用户不存在")
+    if body.password is not None:
+        problem = auth.password_problem(body.password)
+        if problem:
+            raise ServiceError(message=problem)
+        target.password_hash = auth.hash_password(body.password)
+        session.execute(delete(DeskSession).where(DeskSession.user_id == user_id))  # log out everywhere
+    if body.groups is not None:
+        found = list(session.scalars(select(SkillGroup).where(SkillGroup.code.in_(body.groups))))
+        missing = set(body.groups) - {g.code for g in found}
+        if missing:
+            raise ServiceError(message=f"没有这些技能组：{', '.join(sorted(missing))}")
+        target.groups = found
+    for field in ("display_name", "role", "max_chats", "disabled"):
+        value = getattr(body, field)
+        if value is not None:
+            setattr(target, field, value if field != "display_name" else value.strip())
+    if body.disabled:
+        session.execute(delete(DeskSession).where(DeskSession.user_id == user_id))
+    session.commit()
+    logger.info("desk.user_changed user=%s by=%s fields=%s", target.username, user.username,
+                ",".join(sorted(body.model_dump(exclude_none=True, exclude={"password"}))) +
+                (",password" if body.password else ""))
+    return agent_summary(target) | {"disabled": target.disabled}
+
+
+# ---------------------------------------------------------------- skill groups (admin)
+
+class GroupIn(BaseModel):
+    code: str = Field(pattern=r"^[a-z][a-z0-9_]{1,31}$")
+    name: str = Field(min_length=1, max_length=64)
+    strategy: Literal["round_robin", "least_busy", "longest_idle"] = "least_busy"
+    hours: str | None = Field(default=None, max_length=200, description="None: the desk's business hours")
+
+
+class GroupChange(BaseModel):
+    name: str | None = Field(default=None, min_length=1, max_length=64)
+    strategy: Literal["round_robin", "least_busy", "longest_idle"] | None = None
+    hours: str | None = Field(default=None, max_length=200, description="empty string: the desk's business hours")
+
+
+def _group_out(group: SkillGroup) -> dict[str, Any]:
+    return {"code": group.code, "name": group.name, "strategy": group.strategy, "hours": group.hours}
+
+
+def _readable_hours(hours: str | None) -> str | None:
+    if not hours:
+        return None
+    try:
+        BusinessHours.parse(hours)
+    except ValueError as exc:
+        raise ServiceError(message=f"服务时间格式不正确：{exc}") from exc
+    return hours
+
+
+@router.get("/api/groups")
+def list_groups(user: Anyone, session: SessionDep) -> dict[str, Any]:
+    return {"items": [_group_out(g) for g in session.scalars(select(SkillGroup).order_by(SkillGroup.id))]}
+
+
+@router.post("/api/groups", status_code=201)
+def create_group(body: GroupIn, user: Admin, session: SessionDep) -> dict[str, Any]:
+    if session.scalar(select(SkillGroup.id).where(SkillGroup.code == body.code)) is not None:
+        raise Exists(message=f"技能组 {body.code} 已存在")
+    group = SkillGroup(code=body.code, name=body.name, strategy=body.strategy, hours=_readable_hours(body.hours))
+    session.add(group)
+    session.commit()
+    return _group_out(group)
+
+
+@router.patch("/api/groups/{code}")
+def change_group(code: str, body: GroupChange, user: Admin, session: SessionDep) -> dict[str, Any]:
+    group = session.scalar(select(SkillGroup).where(SkillGroup.code == code))
+    if group is None:
+        raise NotFound(message="技能组不存在")
+    if body.name is not None:
+        group.name = body.name
+    if body.strategy is not None:
+        group.strategy = body.strategy
+    if body.hours is not None:
+        group.hours = _readable_hours(body.hours)
+    session.commit()
+    logger.info("desk.group_changed group=%s by=%s", code, user.username)
+    return _group_out(group)
 
 
 # ---------------------------------------------------------------- live events

@@ -11,6 +11,7 @@ from sqlalchemy import or_, select
 
 from service.api.deps import SessionDep
 from service.api.schemas import ChinaTime, contact_phone
+from service.desk.bot import BotUnavailable
 from service.desk.core import Desk
 from service.models import HANDOFF_REASONS, HandoffRequest, Taxpayer
 from taxlib.identifiers import classify_identifier
@@ -102,8 +103,22 @@ async def inbound(body: InboundIn, request: Request) -> InboundOut:
     desk: Desk = request.app.state.desk
     result = await asyncio.to_thread(desk.inbound, body.conversation_id, strip_control(body.text).strip(),
                                      body.metadata)
-    if result.forward:  # e.g. a rating of 0 starts a complaint: the bot takes that from here
-        bot = request.app.state.bot
-        replies = await bot.send(body.conversation_id, result.forward, body.channel, body.metadata or {})
+    bot = request.app.state.bot
+    forward = result.forward
+    if result.routed == "bot":
+        # The bot is paused but people no longer own the conversation (it was closed a moment ago and not yet
+        # handed back, or a hand-back was lost): give it back now, and let the bot answer the message.
+        try:
+            await bot.resume(body.conversation_id, ask_rating=False)
+        except BotUnavailable as exc:
+            logger.warning("desk.inbound_resume_failed error=%s", exc)
+            return InboundOut(routed="bot", replies=[])
+        logger.info("desk.inbound_resumed a paused conversation nobody owned")
+        forward = forward or body.text
+    if forward:  # e.g. a rating of 0 starts a complaint: the bot takes that from here
+        try:
+            replies = await bot.send(body.conversation_id, forward, body.channel, body.metadata or {})
+        except BotUnavailable:
+            replies = []
         return InboundOut(routed=result.routed, replies=[Reply(text=r["text"]) for r in replies if r.get("text")])
     return InboundOut(routed=result.routed, replies=[Reply(text=t) for t in result.replies])

@@ -72,7 +72,14 @@ def make_tracker(
     events = events or []
     last_user = next((e for e in reversed(events) if e["event"] == "user"), None)
     latest_message = (
-        {"text": last_user["text"], "intent": last_user["parse_data"]["intent"], "entities": last_user["parse_data"].get("entities", [])} if last_user else {}
+        {
+            "text": last_user["text"],
+            "intent": last_user["parse_data"]["intent"],
+            "entities": last_user["parse_data"].get("entities", []),
+            "metadata": last_user.get("metadata"),
+        }
+        if last_user
+        else {}
     )
     return Tracker(
         sender,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from fastapi import FastAPI
@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
 from service.desk.core import AlreadyTaken
-from service.models import BlacklistEntry, ChatMessage, DeskUser, FollowUp, HandoffRequest, utcnow
+from service.models import CHINA_TZ, BlacklistEntry, ChatMessage, DeskUser, FollowUp, HandoffRequest, utcnow
 from tests.service.desk_support import PASSWORD, case_of, desk_of, handoff, login, make_user, use_bot
 from tests.service.service_support import AUTH, ZHANG
 
@@ -31,15 +31,21 @@ CONTEXT = {
 }
 
 
+def quiet_timers(client: TestClient) -> TestClient:
+    """Timers off and no hand-back right after a close: the tests call desk.tick() and hand_back.once()
+    themselves (the system tests see the real timing)."""
+    client.app.state.hand_back_soon = lambda: None  # type: ignore[attr-defined]
+    return client
+
+
 @pytest.fixture
 def app(make_client: Callable[..., TestClient]) -> FastAPI:
-    # timers off: the tests call desk.tick() themselves
-    return make_client(desk_tick_seconds=3600.0).app  # type: ignore[no-any-return]
+    return quiet_timers(make_client(desk_tick_seconds=3600.0)).app  # type: ignore[no-any-return]
 
 
 @pytest.fixture
 def bot_client(make_client: Callable[..., TestClient]) -> TestClient:
-    return make_client(desk_tick_seconds=3600.0)
+    return quiet_timers(make_client(desk_tick_seconds=3600.0))
 
 
 def user_messages(app: FastAPI, session_id: str, after: int = 0) -> list[dict]:
@@ -375,9 +381,11 @@ def test_a_message_sent_to_the_bot_directly_reaches_the_agent(bot_client: TestCl
     assert response.json() == {"routed": "agent", "replies": []}
     [message] = [m for m in dora.get(f"/desk/api/cases/{case_id}").json()["messages"] if m["kind"] == "user"]
     assert message["text"] == "还在吗" and message["payload"] == {"asr_confidence": 0.72}
-    # not with the desk: the bot's own
+    # paused, but nobody at the desk owns it any more: the conversation is given back and the bot answers
+    bot = use_bot(app)
     other = bot_client.post("/api/v1/desk/inbound", json={"conversation_id": "nobody", "text": "你好"})
-    assert other.json()["routed"] == "bot"
+    assert other.json() == {"routed": "bot", "replies": [{"text": "机器人答复：你好"}]}
+    assert bot.resumed == [("nobody", False)] and [s[1] for s in bot.sent] == ["你好"]
 
 
 def test_a_retried_message_is_stored_and_answered_once(bot_client: TestClient) -> None:
@@ -539,7 +547,9 @@ def test_hand_back_retries_until_the_bot_answers(bot_client: TestClient) -> None
 # ---------------------------------------------------------------- outside business hours, abandoned waits
 
 def test_outside_business_hours_a_message_is_taken(make_client: Callable[..., TestClient]) -> None:
-    client = make_client(desk_tick_seconds=3600.0, desk_hours="mon-sun 00:00-00:01")
+    today = datetime.now(CHINA_TZ).date()
+    closed = ",".join(str(today + timedelta(days=d)) for d in (-1, 0, 1))  # a holiday around now
+    client = quiet_timers(make_client(desk_tick_seconds=3600.0, desk_holidays=closed))
     app = client.app
     bot = use_bot(app)
     opened = handoff(client, CONV)
@@ -635,3 +645,27 @@ def test_login_lock_lasts_five_minutes_and_then_counts_again(app: FastAPI) -> No
     for _ in range(4):
         client.post("/desk/api/login", json={"username": "locky", "password": "wrong-pass-1"})
     assert client.post("/desk/api/login", json={"username": "locky", "password": PASSWORD}).status_code == 429
+
+
+def test_admin_configures_groups_and_users(bot_client: TestClient) -> None:
+    app = bot_client.app
+    make_user(app, "root2", (), role="admin")
+    make_user(app, "pat", ("consult",))
+    admin, pat = login(app, "root2", state=None), login(app, "pat", state=None)
+    assert pat.patch("/desk/api/groups/consult", json={"strategy": "round_robin"}).status_code == 403
+    changed = admin.patch("/desk/api/groups/consult", json={"strategy": "round_robin", "hours": "mon-fri 09:00-17:00"})
+    assert changed.status_code == 200 and changed.json()["strategy"] == "round_robin"
+    assert admin.patch("/desk/api/groups/consult", json={"hours": "9 to 5"}).status_code == 400
+    assert admin.patch("/desk/api/groups/nope", json={"name": "x"}).status_code == 404
+    made = admin.post("/desk/api/groups", json={"code": "social", "name": "社保费", "strategy": "longest_idle"})
+    assert made.status_code == 201
+    assert admin.post("/desk/api/groups", json={"code": "social", "name": "社保费"}).status_code == 409
+    pat_id = pat.get("/desk/api/me").json()["id"]
+    moved = admin.patch(f"/desk/api/users/{pat_id}", json={"groups": ["social"], "max_chats": 5})
+    assert moved.json()["groups"] == ["social"] and moved.json()["max_chats"] == 5
+    assert admin.patch(f"/desk/api/users/{pat_id}", json={"password": "short"}).status_code == 400
+    assert admin.patch(f"/desk/api/users/{pat_id}", json={"password": "new-pass-2027"}).status_code == 200
+    assert pat.get("/desk/api/me").status_code == 401  # a new password logs the user out everywhere
+    admin.patch(f"/desk/api/users/{pat_id}", json={"disabled": True})
+    refused = TestClient(app).post("/desk/api/login", json={"username": "pat", "password": "new-pass-2027"})
+    assert refused.status_code == 401

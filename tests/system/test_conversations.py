@@ -105,9 +105,11 @@ def test_anonymous_report(system, sender):
 def test_asking_for_a_person_records_a_handoff(system, sender):
     reply = system.texts(sender, "给我转人工客服")
     reference = re.search(r"RG\d{14}", reply)
-    assert reference and "12366" in reply
+    assert reference and "前面还有" in reply and "分钟" in reply, reply  # queued: place and estimated wait
     (handoff,) = system.service_get("/api/v1/handoffs", conversation_id=sender)["items"]
     assert handoff["reason"] == "user_request" and handoff["reference"] == reference.group(0)
+    assert handoff["status"] == "queued"
+    assert system.say(sender, "个税起征点是多少") == []  # the bot is paused: the message waits for a person
 
 
 def test_repeated_misunderstanding_rephrase_then_offer_then_handoff(system, sender):
