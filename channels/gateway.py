@@ -67,6 +67,7 @@ class Gateway:
     def _store_user_message(self, envelope: Envelope) -> tuple[int | None, list[dict[str, Any]]]:
         with self.sessions() as session:
             message = ChatMessage(conversation_id=envelope.conversation_id, kind="user", text=envelope.text,
+                                  channel=envelope.channel,
                                   client_id=envelope.message_id, created_at=utcnow(),
                                   payload={"asr_confidence": envelope.metadata["asr_confidence"]}
                                   if "asr_confidence" in envelope.metadata else None)
@@ -97,6 +98,7 @@ class Gateway:
                 if not text and not buttons:
                     continue
                 message = ChatMessage(conversation_id=envelope.conversation_id, kind=kind, text=text,
+                                      channel=envelope.channel,
                                       reply_to=reply_to, handoff_id=case.id if case else None,
                                       payload={"buttons": buttons} if buttons else None, created_at=utcnow())
                 session.add(message)

@@ -17,12 +17,14 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service import __version__
+from channels import webchat, wechat
 from channels.gateway import Gateway
+from channels.outbox import Outbox
 from service.api import api_v1, chat, desk as desk_api, system
 from service.db import make_engine, make_sessionmaker, migrate
 from service.desk import auth
 from service.desk.bot import BotClient, BotUnavailable
-from service.desk.bus import make_bus
+from service.desk.bus import Bus, make_bus
 from service.desk.core import Desk
 from service.desk.hours import BusinessHours
 from service.errors import ServiceError
@@ -123,6 +125,14 @@ async def _every(seconds: float, work: Callable[[], object]) -> None:
             logger.error("timer.failed %s: %s", getattr(work, "__name__", work), type(exc).__name__, exc_info=exc)
 
 
+async def _wake_on_messages(bus: Bus, outbox: Outbox) -> None:
+    """A new message may be one to deliver through a channel's API: look at once rather than at the next round."""
+    async with bus.subscribe() as queue:
+        while True:
+            if (await queue.get()).get("type") == "message":
+                outbox.wake()
+
+
 class HandBack:
     """Gives conversations people have finished back to the bot (resume, then ask for a rating), at once after
     a close and again every round until the bot has answered: nothing closed is left paused."""
@@ -211,6 +221,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         _seed_demo_desk_users(sessions, settings.desk_demo_password.get_secret_value())
     bot = BotClient(settings.rasa_url, settings.rasa_token.get_secret_value() if settings.rasa_token else None)
     hand_back = HandBack(desk, bot)
+    outbox = Outbox(sessions, settings.delivery_max_attempts)
+    wechat_sender = wechat.make_sender(settings)
+    if wechat_sender is not None:
+        outbox.register("wechat", wechat_sender)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -218,7 +232,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await asyncio.to_thread(kb.refresh)
         tasks = [asyncio.create_task(kb.watch(settings.kb_reload_seconds)),
                  asyncio.create_task(_every(settings.desk_tick_seconds, desk.tick)),
-                 asyncio.create_task(hand_back.run(settings.desk_tick_seconds))]
+                 asyncio.create_task(hand_back.run(settings.desk_tick_seconds)),
+                 asyncio.create_task(outbox.run(settings.desk_tick_seconds)),
+                 asyncio.create_task(_wake_on_messages(bus, outbox))]
         yield
         for task in tasks:
             task.cancel()
@@ -231,6 +247,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.kb = kb
     app.state.bus, app.state.desk, app.state.bot = bus, desk, bot
     app.state.gateway = Gateway(sessions, desk, bot, bus)
+    app.state.outbox = outbox
     app.state.hand_back, app.state.hand_back_soon = hand_back, hand_back.wake
     app.state.login_failures = {}
     app.add_middleware(RequestGuard)
@@ -239,5 +256,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(api_v1)
     app.include_router(desk_api.router)
     app.include_router(chat.router)
+    app.include_router(webchat.router)
+    app.include_router(wechat.router)
     logger.info("app.ready version=%s sms_sender=%s", __version__, settings.sms_sender)
     return app

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
     JSON, Boolean, CheckConstraint, DateTime, Enum, ForeignKey, Index, Integer, MetaData, Numeric, String, Text,
-    TypeDecorator, UniqueConstraint,
+    TypeDecorator, UniqueConstraint, event,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -293,6 +293,25 @@ class ChatMessage(Base):
     client_id: Mapped[str | None] = mapped_column(String(64))  # the sender's message id: a retry is stored once
     reply_to: Mapped[int | None] = mapped_column(Integer, index=True)  # the user message a bot reply answers
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    channel: Mapped[str | None] = mapped_column(String(32))
+    # Outgoing messages of channels that deliver through an API (WeChat): pending → sending → sent | failed.
+    # None for everything else (the web chat reads messages from here itself).
+    delivery: Mapped[str | None] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime | None]
+    delivered_at: Mapped[datetime | None]
+    delivery_error: Mapped[str | None] = mapped_column(String(200))
+
+
+Index("ix_chat_messages_delivery", ChatMessage.delivery, ChatMessage.next_attempt_at)
+PUSH_CHANNELS = ("wechat",)  # channels whose replies the outbox delivers through the channel's API
+OUTGOING_KINDS = ("bot", "agent", "system")
+
+
+@event.listens_for(ChatMessage, "before_insert")
+def _queue_for_delivery(_mapper: object, _connection: object, message: ChatMessage) -> None:
+    if message.delivery is None and message.channel in PUSH_CHANNELS and message.kind in OUTGOING_KINDS:
+        message.delivery = "pending"
 
 
 class BlacklistEntry(Base):

@@ -51,6 +51,18 @@ class Settings(BaseSettings):
     desk_cookie_secure: bool = False  # set when the desk is served over HTTPS
     desk_demo_password: SecretStr | None = None  # creates demo desk users with this password (demo only)
     redis_url: str | None = None  # Redis pub/sub for the desk's events across several service replicas
+    # WeChat official account (the /wechat webhook); safe (AES) mode when the EncodingAESKey is set
+    wechat_token: SecretStr | None = None
+    wechat_app_id: str | None = None
+    wechat_app_secret: SecretStr | None = None
+    wechat_aes_key: SecretStr | None = None
+    wechat_api_base: str = "https://api.weixin.qq.com"
+    wechat_max_clock_skew_seconds: int = 300  # a signed request older than this is refused (replay)
+    # Web chat
+    webchat_messages_per_minute: int = 20  # per browser session
+    webchat_ip_messages_per_minute: int = 120  # per client address
+    # Replies that go out through a channel's API (WeChat): attempts before a reply is recorded as failed
+    delivery_max_attempts: int = 6
 
     @model_validator(mode="before")
     @classmethod

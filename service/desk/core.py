@@ -838,6 +838,7 @@ class Desk:
     def _add_message(self, session: Session, case: HandoffRequest, kind: str, text: str, *,
                      author: DeskUser | None = None, payload: dict[str, Any] | None = None) -> ChatMessage:
         message = ChatMessage(conversation_id=case.conversation_id, handoff_id=case.id, kind=kind, text=text,
+                              channel=case.channel,
                               author_id=author.id if author else None, payload=payload, created_at=self.clock())
         session.add(message)
         session.flush()
