@@ -216,7 +216,7 @@ async def request_handoff(dispatcher: CollectingDispatcher, tracker: Tracker, re
     if status == "after_hours":  # the desk takes the next message as a note, then resumes the bot
         dispatcher.utter_message(response="utter_handoff_after_hours", reference=reference)
         return _paused()
-    if status == "blacklisted":
+    if status == "refused":  # blacklisted: answered politely, and the bot goes on
         dispatcher.utter_message(response="utter_handoff_refused")
         return []
     logger.warning("handoff.unknown_status reference=%s status=%r", reference, status)

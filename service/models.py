@@ -270,6 +270,7 @@ class HandoffRequest(Base):
     rating: Mapped[int | None]
     rating_asked_at: Mapped[datetime | None]
     resume_pending: Mapped[bool] = mapped_column(Boolean, default=False)  # the bot still has to be given back the conversation
+    resume_claimed_at: Mapped[datetime | None]  # a replica is giving it back now (a stale claim is taken over)
     context: Mapped[dict | None] = mapped_column(JSON)  # type: ignore[type-arg]
     group: Mapped[SkillGroup | None] = relationship(lazy="joined")
     agent: Mapped[DeskUser | None] = relationship(foreign_keys=[agent_id], lazy="joined")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,9 +29,10 @@ from taxlib.text import strip_control
 
 logger = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent.parent / "desk" / "static"
-router = APIRouter(prefix="/desk", tags=["desk"], include_in_schema=True)
+router = APIRouter(prefix="/desk", tags=["desk"])
 
 LOGIN_FAILURES_ALLOWED = 5
+_LOGIN_LOCK = threading.Lock()
 LOGIN_LOCK_SECONDS = 300.0
 CANNED = (
     "您好，我是12366在线客服，请问有什么可以帮您？",
@@ -71,6 +73,7 @@ DeskDep = Annotated[Desk, Depends(get_desk)]
 
 
 def current_user(request: Request, session: SessionDep) -> DeskUser:
+    same_site_only(request)
     user = auth.session_user(session, request.cookies.get(auth.COOKIE))
     if user is None:
         raise LoginRequired
@@ -86,7 +89,7 @@ def role(*roles: str) -> Callable[..., DeskUser]:
 
 
 Anyone = Annotated[DeskUser, Depends(current_user)]
-Handler = Annotated[DeskUser, Depends(role(*auth.CAN_HANDLE_CHATS, "admin"))]
+Handler = Annotated[DeskUser, Depends(role(*auth.CAN_HANDLE_CHATS))]
 Supervisor = Annotated[DeskUser, Depends(role(*auth.CAN_SUPERVISE))]
 Admin = Annotated[DeskUser, Depends(role(*auth.CAN_ADMINISTER))]
 KnowledgeUser = Annotated[DeskUser, Depends(role(*auth.CAN_HANDLE_CHATS, *auth.CAN_EDIT_KNOWLEDGE))]
@@ -113,23 +116,25 @@ class LoginIn(BaseModel):
 
 @router.post("/api/login")
 def login(body: LoginIn, request: Request, response: Response, session: SessionDep) -> dict[str, Any]:
+    same_site_only(request)
     failures: dict[str, tuple[int, float]] = request.app.state.login_failures  # per username, this replica
-    now = time.monotonic()
-    count, since = failures.get(body.username, (0, now))
-    if now - since >= LOGIN_LOCK_SECONDS:
-        count, since = 0, now
-    if count >= LOGIN_FAILURES_ALLOWED:
-        raise TooManyRequests(message="登录失败次数过多，请5分钟后再试")
-    user = auth.authenticate(session, body.username, body.password)
-    if user is None:
+    with _LOGIN_LOCK:  # the attempt is counted before the password is checked: parallel guesses count too
+        now = time.monotonic()
+        count, since = failures.get(body.username, (0, now))
+        if now - since >= LOGIN_LOCK_SECONDS:
+            count, since = 0, now
+        if count >= LOGIN_FAILURES_ALLOWED:
+            raise TooManyRequests(message="登录失败次数过多，请5分钟后再试")
         if len(failures) > 10_000:  # names anyone tried: forget the stale ones
             for name in [n for n, (_, t) in failures.items() if now - t >= LOGIN_LOCK_SECONDS]:
                 failures.pop(name, None)
         failures[body.username] = (count + 1, since)
+    user = auth.authenticate(session, body.username, body.password)
+    if user is None:
         logger.info("desk.login_failed")
         raise WrongLogin
-    failures.pop(body.username, None)
-    settings = request.app.state.settings
+    with _LOGIN_LOCK:
+        settings = request.app.state.settings
     token = auth.open_session(session, user, settings.desk_session_hours)
     response.set_cookie(auth.COOKIE, token, httponly=True, samesite="strict", secure=settings.desk_cookie_secure,
                         max_age=int(settings.desk_session_hours * 3600), path="/desk")
@@ -139,6 +144,7 @@ def login(body: LoginIn, request: Request, response: Response, session: SessionD
 
 @router.post("/api/logout")
 def logout(request: Request, response: Response, session: SessionDep, desk: DeskDep) -> dict[str, str]:
+    same_site_only(request)
     user = auth.session_user(session, request.cookies.get(auth.COOKIE))
     if user is not None and user.role in auth.CAN_HANDLE_CHATS:
         desk.set_state(user.id, "offline")
@@ -303,7 +309,7 @@ class UserChange(BaseModel):
 
 
 @router.patch("/api/users/{user_id}")
-def change_user(user_id: int, body: UserChange, user: Admin, session: SessionDep) -> dict[str, Any]:
+def change_user(user_id: int, body: UserChange, user: Admin, session: SessionDep, desk: DeskDep) -> dict[str, Any]:
     target = session.get(DeskUser, user_id)
     if target is None:
         raise NotFound(message="用户不存在")
@@ -326,6 +332,8 @@ def change_user(user_id: int, body: UserChange, user: Admin, session: SessionDep
     if body.disabled:
         session.execute(delete(DeskSession).where(DeskSession.user_id == user_id))
     session.commit()
+    if body.disabled and target.role in auth.CAN_HANDLE_CHATS:
+        desk.set_state(user_id, "offline")  # no more offers; wait estimates stop counting them
     logger.info("desk.user_changed user=%s by=%s fields=%s", target.username, user.username,
                 ",".join(sorted(body.model_dump(exclude_none=True, exclude={"password"}))) +
                 (",password" if body.password else ""))
@@ -394,21 +402,52 @@ def change_group(code: str, body: GroupChange, user: Admin, session: SessionDep)
 
 # ---------------------------------------------------------------- live events
 
-def _wants(user: DeskUser, groups: set[int], seen: set[int], event: dict[str, Any]) -> bool:
-    if user.role in ("supervisor", "admin"):
-        return True
+GONE_FIELDS = ("id", "status", "agent_id", "offered_to", "group_id", "group")  # what a "no longer yours" event keeps
+
+
+def _for(user: DeskUser, groups: set[int], listed: set[int], event: dict[str, Any]) -> dict[str, Any] | None:
+    """The event as this console may see it, or None. An agent gets the cases routed to them (waiting in one of
+    their groups, offered to them, or theirs) and the messages of their own conversations; a case that leaves
+    their view arrives once more with its ids and status only, so the console can drop it."""
+    if user.role == "supervisor":
+        return event
     kind = event.get("type")
     if kind == "agent":
-        return event["agent"]["id"] == user.id
+        return event if event["agent"]["id"] == user.id else None
     if kind == "case":
         case = event["case"]
-        mine = case["agent_id"] == user.id or case["offered_to"] == user.id
-        return mine or case["id"] in seen or (case["status"] == "queued" and case["group_id"] in groups)
+        visible = case["agent_id"] == user.id or case["offered_to"] == user.id or \
+            (case["status"] == "queued" and case["group_id"] in groups)
+        if visible:
+            listed.add(case["id"])
+            return event
+        if case["id"] in listed:
+            listed.discard(case["id"])
+            return {"type": "case", "case": {k: case.get(k) for k in GONE_FIELDS}}
+        return None
     if kind == "message":
-        if event["message"]["kind"] == "note" and event.get("agent_id") != user.id:
-            return False
-        return event.get("agent_id") == user.id
-    return False
+        return event if event.get("agent_id") == user.id else None
+    return None
+
+
+def _same_site(headers: Any, host: str | None) -> bool:
+    """A browser request from our own pages: Origin (when sent) names this host, and Sec-Fetch-Site (when sent)
+    is not cross-site. Requests without either come from tools, not from another site's page."""
+    origin = headers.get("origin")
+    if origin and (origin == "null" or origin.split("://", 1)[-1] != host):
+        return False
+    return headers.get("sec-fetch-site") in (None, "same-origin", "none")
+
+
+def same_site_only(request: Request) -> None:
+    """Cookie-authenticated changes must come from the console itself (a defence against cross-site requests
+    beyond the SameSite cookie: other ports on this host and sibling subdomains count as same-site)."""
+    if request.method in ("POST", "PUT", "PATCH", "DELETE") and not _same_site(request.headers,
+                                                                              request.headers.get("host")):
+        raise Forbidden(message="请求来源不被允许")
+
+
+SESSION_RECHECK_SECONDS = 15.0
 
 
 @router.websocket("/ws")
@@ -416,37 +455,49 @@ async def events(websocket: WebSocket) -> None:
     app = websocket.app
     with app.state.sessionmaker() as session:
         user = auth.session_user(session, websocket.cookies.get(auth.COOKIE))
-    if user is None:
-        await websocket.accept()  # closing before accepting would reach the browser as a bare handshake failure
-        await websocket.close(code=4401, reason="login required")
+    await websocket.accept()  # closing before accepting would reach the browser as a bare handshake failure
+    if user is None or not _same_site(websocket.headers, websocket.headers.get("host")):
+        await websocket.close(code=4401 if user is None else 4403, reason="login required" if user is None else "origin")
         return
     desk: Desk = app.state.desk
     groups = {g.id for g in user.groups}
-    await websocket.accept()
     async with app.state.bus.subscribe() as queue:
-        cases = await asyncio.to_thread(desk.cases_for, user) if user.role != "editor" else []
-        seen = {c.id for c in cases}
+        cases = await asyncio.to_thread(desk.cases_for, user) if user.role in auth.CAN_HANDLE_CHATS else []
+        listed = {c.id for c in cases}
         await websocket.send_json({"type": "hello", "me": agent_summary(user),
                                    "cases": [case_summary(c) for c in cases]})
         reader = asyncio.create_task(_drain(websocket))
+        checked = time.monotonic()
         try:
             while not reader.done():
                 getter = asyncio.create_task(queue.get())
-                done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait({getter, reader}, timeout=SESSION_RECHECK_SECONDS,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if time.monotonic() - checked >= SESSION_RECHECK_SECONDS:  # logged out, expired or disabled?
+                    checked = time.monotonic()
+                    if not await asyncio.to_thread(_still_valid, app, websocket.cookies.get(auth.COOKIE)):
+                        getter.cancel()
+                        await websocket.close(code=4401, reason="login required")
+                        break
                 if getter not in done:
                     getter.cancel()
-                    break
-                event = getter.result()
-                if _wants(user, groups, seen, event):
-                    if event.get("type") == "case":
-                        seen.add(event["case"]["id"])
-                    await websocket.send_json(event)
+                    if reader.done():
+                        break
+                    continue
+                shown = _for(user, groups, listed, getter.result())
+                if shown is not None:
+                    await websocket.send_json(shown)
         except (WebSocketDisconnect, RuntimeError):
             pass
         finally:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await reader
+
+
+def _still_valid(app: Any, token: str | None) -> bool:
+    with app.state.sessionmaker() as session:
+        return auth.session_user(session, token) is not None
 
 
 async def _drain(websocket: WebSocket) -> None:

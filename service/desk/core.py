@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import math
 import re
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -136,7 +135,6 @@ class Desk:
         self.first_contact = timedelta(hours=first_contact_hours)
         self.default_handle_seconds = default_handle_seconds
         self.clock = clock
-        self._pending = threading.local()  # message events of this thread's transaction, published after commit
 
     # ------------------------------------------------------------------ set-up
 
@@ -158,9 +156,12 @@ class Desk:
         with self.sessions() as session:
             existing = session.scalar(select(HandoffRequest).where(
                 HandoffRequest.conversation_id == conversation_id, HandoffRequest.status.in_(OPEN_STATUSES)))
-            if existing is not None:
+            if existing is not None and not (existing.status == "after_hours" and self._open(session, existing, now)):
                 position, wait = self._estimate(session, existing)
                 return Opened(existing, position, wait)
+            if existing is not None:  # a message was asked for after hours; now people are here: queue instead
+                existing.status, existing.closed_at, existing.disposition = "closed", now, "no_message"
+                session.commit()
             vip = taxpayer is not None and taxpayer.category == "VIP"
             group = self._choose_group(session, reason, vip, context or {})
             case = HandoffRequest(
@@ -172,7 +173,7 @@ class Desk:
             subject = subject_of(channel, channel_user_id, conversation_id)
             if self._blacklisted(session, subject, now):
                 case.status, case.closed_at = "refused", now
-            elif not self.hours.is_open(now) or (group.hours and not BusinessHours.parse(group.hours).is_open(now)):
+            elif not self._open(session, case, now, group):
                 case.status = "after_hours"
             else:
                 case.status, case.enqueued_at = "queued", now
@@ -194,9 +195,17 @@ class Desk:
             position, wait = self._estimate(session, case) if case.status == "queued" else (None, None)
             return Opened(case, position, wait)
 
+    def _open(self, session: Session, case: HandoffRequest, now: datetime, group: SkillGroup | None = None) -> bool:
+        """People answer now: the group's own hours when it has them, otherwise the desk's."""
+        group = group or (session.get(SkillGroup, case.group_id) if case.group_id else None)
+        hours = BusinessHours.parse(group.hours) if group is not None and group.hours else self.hours
+        return hours.is_open(now) and now.astimezone(CHINA_TZ).date() not in self.hours.closed_dates
+
     def _choose_group(self, session: Session, reason: str, vip: bool, context: dict[str, Any]) -> SkillGroup:
         groups = {g.code: g for g in session.scalars(select(SkillGroup))}
-        staffed = set(session.scalars(select(SkillGroup.code).join(AgentSkill, AgentSkill.group_id == SkillGroup.id)))
+        staffed = set(session.scalars(select(SkillGroup.code).join(AgentSkill, AgentSkill.group_id == SkillGroup.id)
+                                      .join(DeskUser, DeskUser.id == AgentSkill.user_id)
+                                      .where(DeskUser.state.in_(("online", "busy")), DeskUser.disabled.is_(False))))
         intent = context.get("intent")
         slots = context.get("slots") or {}
         candidates = context.get("kb_candidates") or []
@@ -274,7 +283,7 @@ class Desk:
                         "马上就轮到您了，请稍候。"
                     self._add_message(session, case, "system", text)
             session.commit()
-            self._flush_publish()
+            self._flush_publish(session)
 
     # ------------------------------------------------------------------ routing
 
@@ -373,7 +382,7 @@ class Desk:
             if state != "online":  # offers waiting for this agent go back to the queue
                 self._withdraw_offers(session, user_id)
             session.commit()
-            self._flush_publish()
+            self._flush_publish(session)
             logger.info("desk.agent_state agent=%s state=%s", user.username, state)
             self.bus.publish({"type": "agent", "agent": agent_summary(user)})
         self.dispatch()
@@ -383,8 +392,10 @@ class Desk:
     def _visible(self, user: DeskUser, case: HandoffRequest) -> bool:
         """Supervisors see every case; an agent sees cases routed to them: waiting in one of their groups or
         offered to them, or owned by them."""
-        if user.role in ("supervisor", "admin"):
+        if user.role == "supervisor":
             return True
+        if user.role != "agent":
+            return False
         if case.agent_id == user.id or case.offered_to == user.id:
             return True
         return case.status == "queued" and case.group_id in {g.id for g in user.groups}
@@ -400,7 +411,7 @@ class Desk:
         with self.sessions() as session:
             query = select(HandoffRequest).where(HandoffRequest.status.in_(
                 OPEN_STATUSES if not include_closed else (*OPEN_STATUSES, "closed", "abandoned")))
-            if user.role not in ("supervisor", "admin"):
+            if user.role != "supervisor":
                 groups = [g.id for g in user.groups]
                 query = query.where(or_(HandoffRequest.agent_id == user.id, HandoffRequest.offered_to == user.id,
                                         and_(HandoffRequest.status == "queued", HandoffRequest.group_id.in_(groups))))
@@ -437,7 +448,7 @@ class Desk:
             session.refresh(case)
             self._add_message(session, case, "system", f"坐席{user.display_name}已接入，正在为您服务。")
             session.commit()
-            self._flush_publish()
+            self._flush_publish(session)
             logger.info("desk.accepted case=%s agent=%s", case.reference, user.username)
             self.bus.publish({"type": "case", "case": case_summary(case)})
             group_id = case.group_id
@@ -453,7 +464,7 @@ class Desk:
             if agent.state == "online":
                 agent.state, agent.state_since = "busy", now
             self._withdraw_offers(session, user_id)  # they could not take them now
-        self.bus.publish({"type": "agent", "agent": agent_summary(agent)})
+        self._emit(session, {"type": "agent", "agent": agent_summary(agent)})
 
     def _withdraw_offers(self, session: Session, user_id: int) -> None:
         """Offers waiting for this agent go back to the queue (consoles are told after the commit)."""
@@ -462,9 +473,7 @@ class Desk:
         for case in offered:
             case.offered_to = case.offered_at = None
         session.flush()
-        if not hasattr(self._pending, "cases"):
-            self._pending.cases = []
-        self._pending.cases.extend(case.id for case in offered)
+        session.info.setdefault("desk_withdrawn", []).extend(case.id for case in offered)
 
     def _release(self, session: Session, user_id: int | None, now: datetime) -> None:
         if user_id is None:
@@ -475,15 +484,29 @@ class Desk:
         session.refresh(agent)
         if agent.state == "busy" and agent.active_chats < agent.max_chats:
             agent.state, agent.state_since = "online", now
-        self.bus.publish({"type": "agent", "agent": agent_summary(agent)})
+        self._emit(session, {"type": "agent", "agent": agent_summary(agent)})
 
-    def _owned(self, session: Session, user: DeskUser, case_id: int) -> HandoffRequest:
+    def _owned(self, session: Session, user: DeskUser, case_id: int, supervisor_may: bool = False) -> HandoffRequest:
+        """The case, when ``user`` owns it (or, with ``supervisor_may``, is a supervisor). A supervisor who wants
+        to write to another agent's user takes the conversation over first."""
         case = session.get(HandoffRequest, case_id)
         if case is None or not self._visible(user, case):
             raise CaseNotFound
-        if case.status != "assigned" or (case.agent_id != user.id and user.role not in ("supervisor", "admin")):
+        mine = case.agent_id == user.id or (supervisor_may and user.role == "supervisor")
+        if case.status != "assigned" or not mine:
             raise NotOwner
         return case
+
+    def _move(self, session: Session, case: HandoffRequest, previous: int | None, **values: Any) -> None:
+        """Change an assigned case only if it is still with ``previous`` (a close, transfer or take-over by
+        someone else in the meantime wins), then release ``previous``'s chat."""
+        done = session.execute(update(HandoffRequest).where(
+            HandoffRequest.id == case.id, HandoffRequest.status == "assigned",
+            HandoffRequest.agent_id == previous).values(**values))
+        if done.rowcount != 1:  # type: ignore[attr-defined]
+            session.rollback()
+            raise AlreadyTaken(message="会话刚被结束、转接或接管")
+        self._release(session, previous, values.get("closed_at") or values.get("assigned_at") or self.clock())
 
     def send(self, user: DeskUser, case_id: int, text: str, note: bool = False) -> dict[str, Any]:
         """An agent's reply to the user (or an internal note, which the user never sees)."""
@@ -495,45 +518,46 @@ class Desk:
                 self._owned(session, user, case_id)
             message = self._add_message(session, case, "note" if note else "agent", text, author=user)
             session.commit()
-            self._flush_publish()
+            self._flush_publish(session)
             return message_dict(message, user.display_name)
 
     def transfer(self, user: DeskUser, case_id: int, *, to_agent: int | None = None, to_group: str | None = None,
                  note: str | None = None) -> HandoffRequest:
         now = self.clock()
         with self.sessions() as session:
-            case = self._owned(session, user, case_id)
+            case = self._owned(session, user, case_id, supervisor_may=True)
             previous = case.agent_id
             if to_agent is not None:
                 target = session.get(DeskUser, to_agent)
-                if target is None or target.id == previous or target.role not in ("agent", "supervisor"):
+                if target is None or target.id == previous or target.role not in ("agent", "supervisor") \
+                        or target.disabled:
                     raise BadTarget
                 room = session.execute(update(DeskUser).where(
-                    DeskUser.id == to_agent, DeskUser.state.in_(("online", "busy")),
+                    DeskUser.id == to_agent, DeskUser.state.in_(("online", "busy")), DeskUser.disabled.is_(False),
                     DeskUser.active_chats < DeskUser.max_chats).values(active_chats=DeskUser.active_chats + 1))
                 if room.rowcount != 1:  # type: ignore[attr-defined]
                     session.rollback()
                     raise BadTarget(message="目标坐席不在线或已满")
-                case.agent_id, case.assigned_at = to_agent, now
+                self._move(session, case, previous, agent_id=to_agent, assigned_at=now)
                 self._after_assignment(session, to_agent, now)
                 where = target.display_name
             elif to_group is not None:
                 group = session.scalar(select(SkillGroup).where(SkillGroup.code == to_group))
                 if group is None:
                     raise BadTarget
-                case.status, case.agent_id, case.group_id, case.position = "queued", None, group.id, None
-                case.offered_to = case.offered_at = None
+                # back in a queue: it waits from now (the queue timeout counts from here), ahead of nobody
+                self._move(session, case, previous, status="queued", agent_id=None, group_id=group.id, position=None,
+                           offered_to=None, offered_at=None, enqueued_at=now, assigned_at=None)
                 where = f"{group.name}组"
             else:
                 raise BadTarget
-            self._release(session, previous, now)
             session.commit()
             session.refresh(case)
             self._add_message(session, case, "note", f"{user.display_name}将会话转给{where}" +
                               (f"：{note}" if note else ""), author=user)
             self._add_message(session, case, "system", "正在为您转接其他客服，请稍候。")
             session.commit()
-            self._flush_publish()
+            self._flush_publish(session)
             logger.info("desk.transferred case=%s to=%s", case.reference, to_agent or to_group)
             self.bus.publish({"type": "case", "case": case_summary(case)})
             group_id = case.group_id
@@ -569,7 +593,7 @@ class Desk:
             session.refresh(case)
             self._add_message(session, case, "note", f"班长{supervisor.display_name}接管了会话", author=supervisor)
             session.commit()
-            self._flush_publish()
+            self._flush_publish(session)
             self.bus.publish({"type": "case", "case": case_summary(case)})
             return case
 
@@ -579,14 +603,10 @@ class Desk:
         now = self.clock()
         with self.sessions() as session:
             case = self._owned(session, user, case_id)
-            done = session.execute(update(HandoffRequest).where(
-                HandoffRequest.id == case_id, HandoffRequest.status == "assigned")
-                .values(status="closed", closed_at=now, disposition=disposition, resume_pending=True))
-            if done.rowcount != 1:  # type: ignore[attr-defined]
-                session.rollback()
-                raise DeskError(message="会话已经结束")
-            self._release(session, case.agent_id, now)
+            self._move(session, case, case.agent_id, status="closed", closed_at=now, disposition=disposition,
+                       resume_pending=True)
             session.commit()
+            self._flush_publish(session)
             session.refresh(case)
             logger.info("desk.closed case=%s disposition=%s", case.reference, disposition)
             self.bus.publish({"type": "case", "case": case_summary(case)})
@@ -619,15 +639,15 @@ class Desk:
             if case.status == "after_hours":
                 reply = self._take_message(session, case, text, now)
                 session.commit()
-                self._flush_publish()
+                self._flush_publish(session)
                 return Inbound("follow_up", [reply], case_id=case_id)
             if case.status == "queued" and CANCEL_WORDS.match(text.strip()):
                 session.commit()
-                self._flush_publish()
+                self._flush_publish(session)
                 self.abandon(case_id, "user_cancelled")
                 return Inbound("abandoned", ["好的，已为您取消排队。您可以继续向智能助手提问。"], case_id=case_id)
             session.commit()
-            self._flush_publish()
+            self._flush_publish(session)
             return Inbound("agent" if case.status == "assigned" else "queue", case_id=case_id)
 
     def _take_message(self, session: Session, case: HandoffRequest, text: str, now: datetime) -> str:
@@ -639,7 +659,7 @@ class Desk:
         session.flush()
         follow_up.reference = f"LY{now.astimezone(CHINA_TZ):%Y%m%d}{follow_up.id:06d}"
         case.status, case.closed_at, case.disposition, case.resume_pending = "closed", now, "callback", True
-        self.bus.publish({"type": "follow_up", "reference": follow_up.reference})
+        self._emit(session, {"type": "follow_up", "reference": follow_up.reference})
         logger.info("desk.follow_up reference=%s case=%s", follow_up.reference, case.reference)
         contact = "我们会按您留的电话联系您" if follow_up.contact_phone else "您没有留电话，回复会发到这个对话里"
         return f"已收到您的留言，编号{follow_up.reference}。工作人员会在工作时间处理，{contact}。"
@@ -653,7 +673,7 @@ class Desk:
         message = session.get_one(ChatMessage, stored)
         message.handoff_id = case.id
         session.flush()
-        self._queue_event(case, message, None)
+        self._queue_event(session, case, message, None)
 
     def _maybe_rating(self, session: Session, conversation_id: str, text: str, now: datetime,
                       stored: int | None) -> Inbound:
@@ -674,25 +694,32 @@ class Desk:
         case.rating = rating
         self._user_message(session, case, text, None, stored)
         session.commit()
-        self._flush_publish()
+        self._flush_publish(session)
         logger.info("desk.rated case=%s rating=%s", case.reference, rating)
         self.bus.publish({"type": "case", "case": case_summary(case)})
         if rating == 0:
             return Inbound("rating", forward="/complaint", case_id=case.id)
         return Inbound("rating", ["感谢您的评价！还有其他问题可以随时问我。"], case_id=case.id)
 
-    def abandon(self, case_id: int, why: str) -> bool:
+    def abandon(self, case_id: int, why: str, notice: str | None = None, status: str = "queued") -> bool:
+        """End a wait that nobody answered (or a message nobody left): back to the bot, and ``notice`` to the user,
+        in the same transaction, so it is said only if this call is the one that ended it."""
         now = self.clock()
         with self.sessions() as session:
             done = session.execute(update(HandoffRequest).where(
-                HandoffRequest.id == case_id, HandoffRequest.status == "queued")
-                .values(status="abandoned", closed_at=now, disposition=why, offered_to=None, resume_pending=True))
+                HandoffRequest.id == case_id, HandoffRequest.status == status)
+                .values(status="abandoned" if status == "queued" else "closed", closed_at=now, disposition=why,
+                        offered_to=None, resume_pending=True))
             if done.rowcount != 1:  # type: ignore[attr-defined]
                 session.rollback()
                 return False
-            session.commit()
             case = session.get_one(HandoffRequest, case_id)
-            logger.info("desk.abandoned case=%s why=%s", case.reference, why)
+            if notice:
+                self._add_message(session, case, "system", notice)
+            session.commit()
+            self._flush_publish(session)
+            session.refresh(case)
+            logger.info("desk.ended case=%s why=%s", case.reference, why)
             self.bus.publish({"type": "case", "case": case_summary(case)})
             group_id = case.group_id
         self._tell_positions({group_id})
@@ -710,6 +737,8 @@ class Desk:
                 HandoffRequest.offered_at < now - self.offer_timeout)).all()
             expired = session.scalars(select(HandoffRequest.id).where(
                 HandoffRequest.status == "queued", HandoffRequest.enqueued_at < now - self.queue_timeout)).all()
+            silent = session.scalars(select(HandoffRequest.id).where(
+                HandoffRequest.status == "after_hours", HandoffRequest.created_at < now - self.queue_timeout)).all()
         for case_id, agent_id in missed:
             with self.sessions() as session:
                 cleared = session.execute(update(HandoffRequest).where(
@@ -724,39 +753,47 @@ class Desk:
                 if state == "online":  # not answering though free: presumably away from the desk
                     self.set_state(agent_id, "away")
         for case_id in expired:
-            with self.sessions() as session:
-                case = session.get_one(HandoffRequest, case_id)
-                self._add_message(session, case, "system",
-                                  "很抱歉，现在咨询的人较多，暂时没能为您接通人工。您可以继续向智能助手提问，或稍后再转人工。")
-                session.commit()
-                self._flush_publish()
-            self.abandon(case_id, "queue_timeout")
+            self.abandon(case_id, "queue_timeout",
+                         "很抱歉，现在咨询的人较多，暂时没能为您接通人工。您可以继续向智能助手提问，或稍后再转人工。")
+        for case_id in silent:  # asked to leave a message after hours and did not: the bot answers again
+            self.abandon(case_id, "no_message", status="after_hours")
         self.dispatch()
+
+    RESUME_LEASE = timedelta(minutes=2)
 
     def pending_resumes(self) -> list[tuple[int, str, bool]]:
         """Cases the bot still has to be given back: (id, conversation_id, ask for a rating?)."""
+        stale = self.clock() - self.RESUME_LEASE
         with self.sessions() as session:
             rows = session.execute(select(HandoffRequest.id, HandoffRequest.conversation_id, HandoffRequest.status,
-                                          HandoffRequest.disposition).where(HandoffRequest.resume_pending)).all()
-        return [(row.id, row.conversation_id, row.status == "closed" and row.disposition != "callback")
+                                          HandoffRequest.disposition).where(
+                HandoffRequest.resume_pending,
+                or_(HandoffRequest.resume_claimed_at.is_(None), HandoffRequest.resume_claimed_at < stale))).all()
+        return [(row.id, row.conversation_id, row.status == "closed" and row.disposition not in ("callback", "no_message"))
                 for row in rows]
 
     def claim_resume(self, case_id: int) -> bool:
+        """Take the hand-back of this case (one replica does it); a claim older than the lease is taken over."""
+        now = self.clock()
         with self.sessions() as session:
-            done = session.execute(update(HandoffRequest).where(HandoffRequest.id == case_id,
-                                                                HandoffRequest.resume_pending)
-                                   .values(resume_pending=False))
+            done = session.execute(update(HandoffRequest).where(
+                HandoffRequest.id == case_id, HandoffRequest.resume_pending,
+                or_(HandoffRequest.resume_claimed_at.is_(None),
+                    HandoffRequest.resume_claimed_at < now - self.RESUME_LEASE))
+                .values(resume_claimed_at=now))
             session.commit()
             return done.rowcount == 1  # type: ignore[attr-defined]
 
     def release_resume(self, case_id: int) -> None:
         with self.sessions() as session:
-            session.execute(update(HandoffRequest).where(HandoffRequest.id == case_id).values(resume_pending=True))
+            session.execute(update(HandoffRequest).where(HandoffRequest.id == case_id)
+                            .values(resume_claimed_at=None))
             session.commit()
 
     def resumed(self, case_id: int, bot_messages: list[dict[str, Any]], asked_rating: bool) -> None:
         with self.sessions() as session:
             case = session.get_one(HandoffRequest, case_id)
+            case.resume_pending, case.resume_claimed_at = False, None
             for reply in bot_messages:
                 text = reply.get("text") or ""
                 if text:
@@ -765,7 +802,7 @@ class Desk:
             if asked_rating:
                 case.rating_asked_at = self.clock()
             session.commit()
-            self._flush_publish()
+            self._flush_publish(session)
 
     # ------------------------------------------------------------------ supervisors
 
@@ -813,7 +850,8 @@ class Desk:
             if case.taxpayer_pk:
                 same_person.append(HandoffRequest.taxpayer_pk == case.taxpayer_pk)
             if case.channel_user_id:
-                same_person.append(HandoffRequest.channel_user_id == case.channel_user_id)
+                same_person.append(and_(HandoffRequest.channel == case.channel,
+                                        HandoffRequest.channel_user_id == case.channel_user_id))
             earlier = session.scalars(select(HandoffRequest).where(or_(*same_person), HandoffRequest.id != case.id)
                                       .order_by(HandoffRequest.id.desc()).limit(10)).all()
             conversations = {case.conversation_id, *(c.conversation_id for c in earlier)}
@@ -842,22 +880,24 @@ class Desk:
                               author_id=author.id if author else None, payload=payload, created_at=self.clock())
         session.add(message)
         session.flush()
-        self._queue_event(case, message, author.display_name if author else None)
+        self._queue_event(session, case, message, author.display_name if author else None)
         return message
 
-    def _queue_event(self, case: HandoffRequest, message: ChatMessage, author: str | None) -> None:
-        if not hasattr(self._pending, "events"):
-            self._pending.events = []
-        self._pending.events.append({"type": "message", "conversation_id": case.conversation_id, "case_id": case.id,
-                                     "agent_id": case.agent_id, "group_id": case.group_id,
-                                     "message": message_dict(message, author)})
+    def _queue_event(self, session: Session, case: HandoffRequest, message: ChatMessage, author: str | None) -> None:
+        self._emit(session, {"type": "message", "conversation_id": case.conversation_id, "case_id": case.id,
+                             "agent_id": case.agent_id, "group_id": case.group_id,
+                             "message": message_dict(message, author)})
 
-    def _flush_publish(self) -> None:
-        """Publish the messages added since the last call: after their transaction committed."""
-        pending, self._pending.events = getattr(self._pending, "events", []), []
-        for event in pending:
+    @staticmethod
+    def _emit(session: Session, event: dict[str, Any]) -> None:
+        """An event to publish once this session's transaction has committed (dropped with it otherwise)."""
+        session.info.setdefault("desk_events", []).append(event)
+
+    def _flush_publish(self, session: Session) -> None:
+        """Publish what this session's committed transaction changed."""
+        for event in session.info.pop("desk_events", []):
             self.bus.publish(event)
-        withdrawn, self._pending.cases = getattr(self._pending, "cases", []), []
+        withdrawn = session.info.pop("desk_withdrawn", [])
         if withdrawn:
             with self.sessions() as session:
                 for case in session.scalars(select(HandoffRequest).where(HandoffRequest.id.in_(withdrawn))):

@@ -289,7 +289,7 @@ async def test_at_most_200_events_are_sent(service, dispatcher):
         ({"reference": "RG1", "status": "pending"}, "utter_handoff_queued_no_estimate", True),
         ({**QUEUED, "status": "assigned", "position": None}, "utter_handoff_connected", True),
         ({**QUEUED, "status": "after_hours", "position": None}, "utter_handoff_after_hours", True),
-        ({**QUEUED, "status": "blacklisted", "position": None}, "utter_handoff_refused", False),
+        ({**QUEUED, "status": "refused", "position": None}, "utter_handoff_refused", False),
         ({**QUEUED, "status": "lost"}, "utter_handoff_unavailable", False),
     ],
 )

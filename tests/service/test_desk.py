@@ -100,7 +100,9 @@ def test_vip_taxpayer_goes_first_and_to_the_vip_group(bot_client: TestClient) ->
         session.commit()
     vip = handoff(bot_client, "web-cccccccccccccc04", taxpayer_identifier=ZHANG["identifier"])
     assert vip["group"] == "consult" and vip["position"] == 1  # no VIP agent yet: first in the general queue
-    make_user(app, "vivian", ("vip",))
+    make_user(app, "vivian", ("vip",))  # a VIP agent, but not on duty: still the general queue
+    assert handoff(bot_client, "web-cccccccccccccc06", taxpayer_identifier=ZHANG["identifier"])["group"] == "consult"
+    login(app, "vivian")
     staffed = handoff(bot_client, "web-cccccccccccccc05", taxpayer_identifier=ZHANG["identifier"])
     assert staffed["group"] == "vip"
     assert case_of(app, staffed["reference"]).vip
@@ -669,3 +671,124 @@ def test_admin_configures_groups_and_users(bot_client: TestClient) -> None:
     admin.patch(f"/desk/api/users/{pat_id}", json={"disabled": True})
     refused = TestClient(app).post("/desk/api/login", json={"username": "pat", "password": "new-pass-2027"})
     assert refused.status_code == 401
+
+
+# ---------------------------------------------------------------- found in review
+
+def test_close_after_a_take_over_is_refused_and_counters_add_up(bot_client: TestClient) -> None:
+    app = bot_client.app
+    make_user(app, "quinn")
+    make_user(app, "rose", (), role="supervisor")
+    quinn, rose = login(app, "quinn"), login(app, "rose", state=None)
+    case_id = case_of(app, handoff(bot_client, CONV)["reference"]).id
+    quinn.post(f"/desk/api/cases/{case_id}/accept")
+    assert rose.post(f"/desk/api/cases/{case_id}/takeover").status_code == 200
+    late = quinn.post(f"/desk/api/cases/{case_id}/close", json={"disposition": "resolved"})
+    assert late.status_code in (403, 404)
+    assert rose.post(f"/desk/api/cases/{case_id}/close", json={"disposition": "resolved"}).status_code == 200
+    with app.state.sessionmaker() as session:
+        counts = dict(session.execute(select(DeskUser.username, DeskUser.active_chats)).all())
+    assert counts == {"quinn": 0, "rose": 0}
+
+
+def test_a_supervisor_replies_only_after_taking_over_and_an_admin_not_at_all(bot_client: TestClient) -> None:
+    app = bot_client.app
+    make_user(app, "sam")
+    make_user(app, "tess", (), role="supervisor")
+    make_user(app, "una", (), role="admin")
+    sam, tess, una = login(app, "sam"), login(app, "tess", state=None), login(app, "una", state=None)
+    case_id = case_of(app, handoff(bot_client, CONV)["reference"]).id
+    sam.post(f"/desk/api/cases/{case_id}/accept")
+    assert tess.post(f"/desk/api/cases/{case_id}/messages", json={"text": "插一句"}).status_code == 403
+    assert tess.post(f"/desk/api/cases/{case_id}/messages", json={"text": "监听备注", "note": True}).status_code == 201
+    for call in (lambda: una.get(f"/desk/api/cases/{case_id}"),
+                 lambda: una.post(f"/desk/api/cases/{case_id}/close", json={"disposition": "resolved"})):
+        assert call().status_code == 403
+
+
+def test_a_case_transferred_to_a_group_waits_from_then(bot_client: TestClient) -> None:
+    app = bot_client.app
+    make_user(app, "vic")
+    vic = login(app, "vic")
+    case_id = case_of(app, handoff(bot_client, CONV)["reference"]).id
+    with app.state.sessionmaker() as session:  # it started 41 minutes ago
+        session.execute(update(HandoffRequest).values(enqueued_at=utcnow() - timedelta(minutes=41)))
+        session.commit()
+    vic.post(f"/desk/api/cases/{case_id}/accept")
+    vic.post(f"/desk/api/cases/{case_id}/transfer", json={"group": "invoice"})
+    desk_of(app).tick()
+    with app.state.sessionmaker() as session:
+        assert session.get_one(HandoffRequest, case_id).status == "queued"
+
+
+def test_an_unanswered_after_hours_request_ends_and_a_new_one_is_queued_when_people_are_back(
+        make_client: Callable[..., TestClient]) -> None:
+    today = datetime.now(CHINA_TZ).date()
+    closed = ",".join(str(today + timedelta(days=d)) for d in (-1, 0, 1))
+    night = quiet_timers(make_client(desk_tick_seconds=3600.0, desk_holidays=closed))
+    first = handoff(night, CONV)
+    assert first["status"] == "after_hours"
+    desk = desk_of(night.app)
+    desk.hours = type(desk.hours).parse("always")  # the next morning
+    again = handoff(night, CONV)
+    assert again["status"] == "queued" and again["reference"] != first["reference"]
+    assert case_of(night.app, first["reference"]).status == "closed"
+    third = handoff(night, "web-oooooooooooooo01")
+    desk.hours = type(desk.hours).parse("always", holidays=closed)
+    silent = handoff(night, "web-oooooooooooooo02")
+    assert silent["status"] == "after_hours" and third["status"] == "queued"
+    with night.app.state.sessionmaker() as session:  # nobody wrote anything for half an hour
+        session.execute(update(HandoffRequest).where(HandoffRequest.reference == silent["reference"])
+                        .values(created_at=utcnow() - timedelta(minutes=31)))
+        session.commit()
+    desk.tick()
+    ended = case_of(night.app, silent["reference"])
+    assert (ended.status, ended.disposition, ended.resume_pending) == ("closed", "no_message", True)
+
+
+def test_the_sorry_for_a_timed_out_wait_is_said_once_and_only_if_it_ended(bot_client: TestClient) -> None:
+    app = bot_client.app
+    ref = handoff(bot_client, CONV)["reference"]
+    desk = desk_of(app)
+    assert desk.abandon(case_of(app, ref).id, "queue_timeout", "很抱歉，等太久了") is True
+    assert desk.abandon(case_of(app, ref).id, "queue_timeout", "很抱歉，等太久了") is False
+    assert [m["text"] for m in user_messages(app, SESSION)].count("很抱歉，等太久了") == 1
+
+
+def test_cross_site_requests_are_refused(app: FastAPI) -> None:
+    make_user(app, "wes")
+    wes = login(app, "wes", state=None)
+    evil = wes.post("/desk/api/state", json={"state": "online"}, headers={"Origin": "http://evil.example"})
+    assert evil.status_code == 403
+    sibling = wes.post("/desk/api/state", json={"state": "online"}, headers={"Sec-Fetch-Site": "same-site"})
+    assert sibling.status_code == 403
+    own = wes.post("/desk/api/state", json={"state": "online"},
+                   headers={"Origin": "http://testserver", "Sec-Fetch-Site": "same-origin"})
+    assert own.status_code == 200
+
+
+def test_disabling_an_agent_takes_them_off_duty(app: FastAPI) -> None:
+    make_user(app, "root3", (), role="admin")
+    make_user(app, "xia")
+    admin, xia = login(app, "root3", state=None), login(app, "xia")
+    xia_id = xia.get("/desk/api/me").json()["id"]
+    admin.patch(f"/desk/api/users/{xia_id}", json={"disabled": True})
+    with app.state.sessionmaker() as session:
+        assert session.get_one(DeskUser, xia_id).state == "offline"
+
+
+def test_a_hand_back_claim_whose_replica_died_is_taken_over(bot_client: TestClient) -> None:
+    app = bot_client.app
+    desk = desk_of(app)
+    make_user(app, "yan")
+    yan = login(app, "yan")
+    case_id = case_of(app, handoff(bot_client, CONV)["reference"]).id
+    yan.post(f"/desk/api/cases/{case_id}/accept")
+    yan.post(f"/desk/api/cases/{case_id}/close", json={"disposition": "resolved"})
+    assert desk.claim_resume(case_id) is True  # replica A claims it, then dies
+    assert desk.claim_resume(case_id) is False and desk.pending_resumes() == []
+    with app.state.sessionmaker() as session:
+        session.execute(update(HandoffRequest).values(resume_claimed_at=utcnow() - timedelta(minutes=3)))
+        session.commit()
+    bot = use_bot(app)
+    assert asyncio.run(app.state.hand_back.once()) == 1 and bot.resumed == [(CONV, True)]

@@ -106,3 +106,47 @@ def test_always_open_and_bad_hours() -> None:
     for bad in ("weekdays 9-5", "mon-fri 17:00-09:00", "mon-fri", "mon-fri 9:00-17"):
         with pytest.raises(ValueError):
             BusinessHours.parse(bad)
+
+
+def test_a_case_that_leaves_an_agents_view_arrives_once_without_its_content(make_client: Callable[..., TestClient]) -> None:
+    client = make_client(desk_tick_seconds=3600.0)
+    app = client.app
+    make_user(app, "yara", max_chats=1)
+    make_user(app, "zed", max_chats=1)
+    zed = login(app, "zed", state=None)
+    client.cookies = login(app, "yara", state=None).cookies
+    with client.websocket_connect("/desk/ws") as ws:
+        assert ws.receive_json()["type"] == "hello"
+        ref = handoff(client, "web-gone000000000001", last_message="我的身份证号110101198704020880")["reference"]
+        assert next_of(ws, "case")["case"]["preview"].startswith("我的身份证号")
+        zed.post("/desk/api/state", json={"state": "online"})
+        assert zed.post(f"/desk/api/cases/{case_of(app, ref).id}/accept").status_code == 200
+        gone = next_of(ws, "case")
+        while gone["case"]["status"] == "queued":  # the offer to zed: still in yara's queue
+            gone = next_of(ws, "case")
+        assert set(gone["case"]) == {"id", "status", "agent_id", "offered_to", "group_id", "group"}
+        assert gone["case"]["status"] == "assigned" and "110101198704020880" not in str(gone)
+
+
+def test_handoffs_from_before_the_desk_become_follow_ups(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from alembic import command
+    from sqlalchemy import text
+
+    from service.db import alembic_config, make_engine
+
+    url = f"sqlite:///{tmp_path}/old.db"
+    command.upgrade(alembic_config(url), "0001")
+    engine = make_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text(
+            "INSERT INTO handoff_requests (reference, conversation_id, channel, reason, last_message, contact_phone, "
+            "status, created_at) VALUES ('RG20261101000007', 'old-1', 'rest', 'user_request', '转人工', "
+            "'13817414333', 'pending', '2026-11-01 02:00:00')"))
+    command.upgrade(alembic_config(url), "head")
+    with engine.connect() as connection:
+        follow_up = connection.execute(text("SELECT reference, conversation_id, message, contact_phone, status "
+                                            "FROM follow_ups")).one()
+        handoff_row = connection.execute(text("SELECT status, disposition FROM handoff_requests")).one()
+    engine.dispose()
+    assert tuple(follow_up) == ("LY20261101000007", "old-1", "转人工", "13817414333", "open")
+    assert tuple(handoff_row) == ("closed", "callback")

@@ -269,7 +269,8 @@ function setConnection(up) {
 function keeps(summary) {
   if (!OPEN_STATUSES.includes(summary.status)) return false;
   if (isSupervisor()) return true;
-  return summary.status === "queued" || summary.agent_id === state.me.id || summary.offered_to === state.me.id;
+  return (summary.status === "queued" && state.me.groups.includes(summary.group)) ||
+    summary.agent_id === state.me.id || summary.offered_to === state.me.id;
 }
 
 function upsertCase(summary) {

@@ -141,6 +141,16 @@ def upgrade() -> None:
 
 
 
+    # Handoffs recorded before the desk existed ("pending"): those users were told a person would follow up.
+    # They become follow-up items, and their handoffs are closed.
+    op.execute(sa.text(
+        "INSERT INTO follow_ups (reference, handoff_id, conversation_id, channel, message, contact_phone, status, "
+        "created_at) SELECT 'LY' || substr(reference, 3), id, conversation_id, channel, COALESCE(last_message, ''), "
+        "contact_phone, 'open', created_at FROM handoff_requests WHERE status = 'pending'"))
+    op.execute(sa.text("UPDATE handoff_requests SET status = 'closed', disposition = 'callback', closed_at = created_at "
+                       "WHERE status = 'pending'"))
+
+
 def downgrade() -> None:
     with op.batch_alter_table('handoff_requests', schema=None) as batch_op:
         batch_op.drop_constraint(batch_op.f('fk_handoff_requests_offered_to_desk_users'), type_='foreignkey')
