@@ -30,6 +30,10 @@ class SendIn(BaseModel):
     channel: str = Field(default="webchat", pattern=r"^(webchat|rest)$")
 
 
+class TooManyMessages(ServiceError):
+    status_code, code, message = 429, "rate_limited", "发送太频繁了，请稍后再试"
+
+
 def gateway(request: Request) -> Gateway:
     return request.app.state.gateway
 
@@ -39,6 +43,11 @@ async def send(body: SendIn, request: Request) -> dict[str, Any]:
     text = strip_control(body.text).strip()
     if not text:
         raise ServiceError(message="消息不能为空")
+    from channels.webchat import rate_limit  # one budget for the page's socket and this endpoint
+
+    wait = rate_limit(request.app, body.session, request.client.host if request.client else "unknown", body.id)
+    if wait > 0:
+        raise TooManyMessages(retry_after=max(1, round(wait)))
     envelope = Envelope(channel=body.channel, channel_user_id=body.session, conversation_id=conversation_of(body.session),
                         text=text, message_id=body.id)
     return {"replies": await gateway(request).handle(envelope)}

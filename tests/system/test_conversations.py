@@ -105,7 +105,7 @@ def test_anonymous_report(system, sender):
 def test_asking_for_a_person_records_a_handoff(system, sender):
     reply = system.texts(sender, "给我转人工客服")
     reference = re.search(r"RG\d{14}", reply)
-    assert reference and "前面还有" in reply and "分钟" in reply, reply  # queued: place and estimated wait
+    assert reference and "您排在第" in reply and "分钟" in reply, reply  # queued: place and estimated wait
     (handoff,) = system.service_get("/api/v1/handoffs", conversation_id=sender)["items"]
     assert handoff["reason"] == "user_request" and handoff["reference"] == reference.group(0)
     assert handoff["status"] == "queued"
