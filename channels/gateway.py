@@ -43,9 +43,18 @@ class Gateway:
 
     async def handle(self, envelope: Envelope) -> list[dict[str, Any]]:
         """Store the message, route it, and return the replies to show now (agents' replies come later)."""
-        stored, earlier = await asyncio.to_thread(self._store_user_message, envelope)
+        stored, earlier = await self.accept(envelope)
         if stored is None:  # a retry: the answer it already got
             return earlier
+        return await self.answer(envelope, stored)
+
+    async def accept(self, envelope: Envelope) -> tuple[int | None, list[dict[str, Any]]]:
+        """Store the user's message: its id, or None and the replies a retried message id already got. Channels
+        that must acknowledge at once (WeChat) call this before acknowledging, and ``answer`` in the background."""
+        return await asyncio.to_thread(self._store_user_message, envelope)
+
+    async def answer(self, envelope: Envelope, stored: int) -> list[dict[str, Any]]:
+        """Route a stored message to the desk or the bot; store and return the replies."""
         result = await asyncio.to_thread(self.desk.inbound, envelope.conversation_id, envelope.text,
                                          envelope.metadata, stored)
         if result.routed != "bot" and not result.forward:
