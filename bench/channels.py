@@ -153,6 +153,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--wechat-users", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--only", choices=("webchat", "wechat"), help="measure one channel")
     args = parser.parse_args()
     api = ThreadingHTTPServer(("127.0.0.1", 0), FakeWeChatApi)
     threading.Thread(target=api.serve_forever, daemon=True).start()
@@ -165,17 +166,20 @@ def main() -> int:
                               TAXBOT_WEBCHAT_IP_MESSAGES_PER_MINUTE="100000",
                               TAXBOT_WEBCHAT_MESSAGES_PER_MINUTE="1000")
         try:
-            turns = asyncio.run(web_turns(system.service_url, args.rounds))
-            print(f"[channels] web chat turns (non-retrieval / policy): {turns}", flush=True)
-            rate = asyncio.run(gateway_rate(system.service_url, 20, 10))
-            print(f"[channels] gateway throughput: {rate}", flush=True)
-            acks = asyncio.run(wechat_acks(system.service_url, args.wechat_users, args.rounds))
-            print(f"[channels] WeChat acknowledgement, {args.wechat_users} users at once: {acks}", flush=True)
+            if args.only in (None, "webchat"):
+                turns = asyncio.run(web_turns(system.service_url, args.rounds))
+                print(f"[channels] web chat turns (non-retrieval / policy): {turns}", flush=True)
+                rate = asyncio.run(gateway_rate(system.service_url, 20, 10))
+                print(f"[channels] gateway throughput: {rate}", flush=True)
+                results.update({"webchat_turn_plain": turns["plain"], "webchat_turn_policy": turns["policy"],
+                                "gateway_throughput": rate})
+            if args.only in (None, "wechat"):
+                acks = asyncio.run(wechat_acks(system.service_url, args.wechat_users, args.rounds))
+                print(f"[channels] WeChat acknowledgement, {args.wechat_users} users at once: {acks}", flush=True)
+                results["wechat_ack"] = acks
         finally:
             stop_system(system)
             api.shutdown()
-    results.update({"webchat_turn_plain": turns["plain"], "webchat_turn_policy": turns["policy"],
-                    "gateway_throughput": rate, "wechat_ack": acks})
     print(json.dumps(results, ensure_ascii=False))
     return 0
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -22,6 +24,7 @@ from service.models import ChatMessage, utcnow
 
 logger = logging.getLogger(__name__)
 
+T = TypeVar("T")
 UNAVAILABLE = "抱歉，智能助手暂时无法回复，请稍后再试，或拨打12366纳税服务热线。"
 USER_VISIBLE = ("user", "bot", "agent", "system")
 
@@ -40,6 +43,12 @@ class Envelope:
 class Gateway:
     def __init__(self, sessions: sessionmaker[Session], desk: Desk, bot: BotClient, bus: Bus) -> None:
         self.sessions, self.desk, self.bot, self.bus = sessions, desk, bot, bus
+        # Storing what arrives has its own threads: a webhook that must acknowledge at once does not wait behind
+        # the background work of answering (which holds the shared pool's few threads while it waits on the bot).
+        self.intake = ThreadPoolExecutor(max_workers=4, thread_name_prefix="gateway-intake")
+
+    async def in_intake(self, work: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.intake, work, *args)
 
     async def handle(self, envelope: Envelope) -> list[dict[str, Any]]:
         """Store the message, route it, and return the replies to show now (agents' replies come later)."""
@@ -51,7 +60,7 @@ class Gateway:
     async def accept(self, envelope: Envelope) -> tuple[int | None, list[dict[str, Any]]]:
         """Store the user's message: its id, or None and the replies a retried message id already got. Channels
         that must acknowledge at once (WeChat) call this before acknowledging, and ``answer`` in the background."""
-        return await asyncio.to_thread(self._store_user_message, envelope)
+        return await self.in_intake(self._store_user_message, envelope)
 
     async def answer(self, envelope: Envelope, stored: int) -> list[dict[str, Any]]:
         """Route a stored message to the desk or the bot; store and return the replies."""

@@ -199,7 +199,7 @@ class WeChatChannel:
             text = strip_control(incoming.text).strip()
             if not text:
                 return None
-            picked = await asyncio.to_thread(self._picked, conversation_of(incoming.openid), text)
+            picked = await self.state.gateway.in_intake(self._picked, conversation_of(incoming.openid), text)
             return self._make(incoming, picked or text, {"button": True} if picked else {})
         if incoming.kind == "voice":
             recognised = strip_control(incoming.recognition or "").strip()

@@ -3,6 +3,7 @@ the bot after a person handled it (resume the paused tracker, then trigger the e
 bot ask for a satisfaction rating)."""
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 from urllib.parse import quote
@@ -21,6 +22,15 @@ class BotUnavailable(Exception):
 class BotClient:
     def __init__(self, url: str | None, token: str | None, timeout: float = 30.0) -> None:
         self.url, self.token, self.timeout = (url or "").rstrip("/"), token, timeout
+        self._client: httpx.AsyncClient | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _http(self) -> httpx.AsyncClient:
+        """One connection pool per event loop (making a client costs milliseconds of CPU: its TLS context)."""
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._loop is not loop:
+            self._client, self._loop = httpx.AsyncClient(timeout=self.timeout), loop
+        return self._client
 
     @property
     def configured(self) -> bool:
@@ -31,8 +41,7 @@ class BotClient:
             raise BotUnavailable("TAXBOT_RASA_URL is not set")
         params = {"token": self.token} if auth and self.token else None
         try:
-            async with httpx.AsyncClient(timeout=self.timeout) as client:
-                response = await client.post(f"{self.url}{path}", json=body, params=params)
+            response = await self._http().post(f"{self.url}{path}", json=body, params=params)
         except httpx.HTTPError as exc:
             raise BotUnavailable(type(exc).__name__) from exc
         if response.status_code >= 300:
