@@ -9,10 +9,12 @@
                               10k / 100k synthetic entries (bench/kb_retrieval.py)
   desk                        handoff → agent console latency p50/p95 with 200 conversations waiting, queue
                               operations per second, on SQLite and PostgreSQL (bench/desk.py)
+  channels                    WeChat acknowledgement p50/p99 with 50 users at once, web chat turn p50/p95,
+                              messages per second through the gateway (bench/channels.py; starts the system)
 
 Targets on a 2-core machine: parse p50 <= 20 ms, turn p95 <= 80 ms, retrieval p95 <= 30 ms at 10k entries,
-handoff → console p95 <= 1 s with 200 waiting.
-``--only kb`` (or nlu, rest, train, desk) runs one part.
+handoff → console p95 <= 1 s with 200 waiting, WeChat acknowledgement p99 <= 300 ms, web chat turn p95 <= 300 ms.
+``--only kb`` (or nlu, rest, train, desk, channels) runs one part.
 """
 from __future__ import annotations
 
@@ -126,10 +128,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="taxbot bench")
     parser.add_argument("--no-train", action="store_true", help="skip the training benchmark (several minutes)")
     parser.add_argument("--rounds", type=int, default=10, help="conversations of %d turns for the REST benchmark" % len(TURNS))
-    parser.add_argument("--only", choices=("nlu", "rest", "train", "kb", "desk"), action="append",
+    parser.add_argument("--only", choices=("nlu", "rest", "train", "kb", "desk", "channels"), action="append",
                         help="run only these parts")
     args = parser.parse_args()
-    parts = set(args.only or ("nlu", "rest", "train", "kb", "desk"))
+    parts = set(args.only or ("nlu", "rest", "train", "kb", "desk", "channels"))
     if args.no_train:
         parts.discard("train")
     config = RuntimeConfig()
@@ -160,6 +162,16 @@ def main() -> int:
             capture_output=True, text=True, check=True,
         )
         results.update(json.loads(desk.stdout.strip().splitlines()[-1]))
+
+    if "channels" in parts:
+        print("[bench] channels: WeChat acknowledgement with 50 users, web chat turns, gateway throughput …",
+              flush=True)
+        ensure_model(config)
+        channels = subprocess.run(
+            [str(paths.SERVICE_PYTHON), "bench/channels.py"], cwd=ROOT, env=process_env(config),
+            capture_output=True, text=True, check=True,
+        )
+        results.update(json.loads(channels.stdout.strip().splitlines()[-1]))
 
     if "rest" in parts:
         print("[bench] REST turns (starts the whole system) …", flush=True)
