@@ -371,13 +371,9 @@ class Connection:
         self.send({"type": "ack", "id": client_id, "message_id": stored})
 
     async def _cancel(self) -> None:
-        desk = self.app.state.desk
-        case = await asyncio.to_thread(desk.open_case_for, self.conversation)
-        ok = False
-        if case is not None and case.status == "queued":
-            ok = await asyncio.to_thread(desk.abandon, case.id, "user_cancelled")
-            if ok:
-                self.app.state.hand_back_soon()
+        ok = await asyncio.to_thread(self.app.state.desk.cancel_wait, self.conversation)
+        if ok:
+            self.app.state.hand_back_soon()
         self.send({"type": "cancelled", "ok": ok})
         await self.refresh()
 

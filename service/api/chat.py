@@ -68,11 +68,7 @@ class CancelIn(BaseModel):
 @router.post("/cancel")
 async def cancel(body: CancelIn, request: Request) -> dict[str, Any]:
     """The user stops waiting for a person."""
-    desk = request.app.state.desk
-    case = await asyncio.to_thread(desk.open_case_for, conversation_of(body.session))
-    if case is None or case.status != "queued":
-        return {"cancelled": False}
-    cancelled = await asyncio.to_thread(desk.abandon, case.id, "user_cancelled")
+    cancelled = await asyncio.to_thread(request.app.state.desk.cancel_wait, conversation_of(body.session))
     if cancelled:
         request.app.state.hand_back_soon()
     return {"cancelled": cancelled}

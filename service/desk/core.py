@@ -701,6 +701,11 @@ class Desk:
             return Inbound("rating", forward="/complaint", case_id=case.id)
         return Inbound("rating", ["感谢您的评价！还有其他问题可以随时问我。"], case_id=case.id)
 
+    def cancel_wait(self, conversation_id: str) -> bool:
+        """The user stops waiting for a person (取消排队): True when this ended a wait."""
+        case = self.open_case_for(conversation_id)
+        return case is not None and case.status == "queued" and self.abandon(case.id, "user_cancelled")
+
     def abandon(self, case_id: int, why: str, notice: str | None = None, status: str = "queued") -> bool:
         """End a wait that nobody answered (or a message nobody left): back to the bot, and ``notice`` to the user,
         in the same transaction, so it is said only if this call is the one that ended it."""

@@ -792,3 +792,13 @@ def test_a_hand_back_claim_whose_replica_died_is_taken_over(bot_client: TestClie
         session.commit()
     bot = use_bot(app)
     assert asyncio.run(app.state.hand_back.once()) == 1 and bot.resumed == [(CONV, True)]
+
+
+def test_the_cancel_button_ends_only_a_wait(bot_client: TestClient) -> None:
+    app = bot_client.app
+    user = TestClient(app)
+    assert user.post("/chat/api/cancel", json={"session": SESSION}).json() == {"cancelled": False}  # nothing waits
+    ref = handoff(bot_client, CONV)["reference"]
+    assert user.post("/chat/api/cancel", json={"session": SESSION}).json() == {"cancelled": True}
+    assert case_of(app, ref).status == "abandoned"
+    assert user.post("/chat/api/cancel", json={"session": SESSION}).json() == {"cancelled": False}
