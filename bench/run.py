@@ -124,6 +124,13 @@ def bench_train(config: RuntimeConfig) -> dict:
     return {"train_seconds": round(seconds, 1), "train_peak_rss_mb": round(peak_kb / 1024, 1), "model_mb": round(size / 2**20, 1)}
 
 
+def service_bench(script: str, config: RuntimeConfig) -> dict:
+    """Run a benchmark script in the service venv; its last output line is its JSON numbers."""
+    done = subprocess.run([str(paths.SERVICE_PYTHON), script], cwd=ROOT, env=process_env(config),
+                          capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="taxbot bench")
     parser.add_argument("--no-train", action="store_true", help="skip the training benchmark (several minutes)")
@@ -148,30 +155,18 @@ def main() -> int:
 
     if "kb" in parts:
         print("[bench] knowledge retrieval (200+ entries, then 10k and 100k synthetic) …", flush=True)
-        retrieval = subprocess.run(
-            [str(paths.SERVICE_PYTHON), "bench/kb_retrieval.py"], cwd=ROOT, env=process_env(config),
-            capture_output=True, text=True, check=True,
-        )
-        results.update(json.loads(retrieval.stdout.strip().splitlines()[-1]))
+        results.update(service_bench("bench/kb_retrieval.py", config))
 
     if "desk" in parts:
         print("[bench] desk: handoff → console latency with 200 waiting, queue operations (SQLite, PostgreSQL) …",
               flush=True)
-        desk = subprocess.run(
-            [str(paths.SERVICE_PYTHON), "bench/desk.py"], cwd=ROOT, env=process_env(config),
-            capture_output=True, text=True, check=True,
-        )
-        results.update(json.loads(desk.stdout.strip().splitlines()[-1]))
+        results.update(service_bench("bench/desk.py", config))
 
     if "channels" in parts:
         print("[bench] channels: WeChat acknowledgement with 50 users, web chat turns, gateway throughput …",
               flush=True)
         ensure_model(config)
-        channels = subprocess.run(
-            [str(paths.SERVICE_PYTHON), "bench/channels.py"], cwd=ROOT, env=process_env(config),
-            capture_output=True, text=True, check=True,
-        )
-        results.update(json.loads(channels.stdout.strip().splitlines()[-1]))
+        results.update(service_bench("bench/channels.py", config))
 
     if "rest" in parts:
         print("[bench] REST turns (starts the whole system) …", flush=True)
