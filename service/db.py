@@ -58,3 +58,22 @@ def migrate(url: str) -> None:
     """Bring the database at ``url`` to the newest schema."""
     logger.info("db.migrate start")
     command.upgrade(alembic_config(url), "head")
+
+
+def configured_engine() -> Engine | None:
+    """For the command-line tools: the configured database, brought to the newest schema; None (the reason
+    printed to stderr) when the configuration is invalid."""
+    import sys
+
+    from pydantic import ValidationError
+
+    from service.settings import get_settings
+
+    try:
+        settings = get_settings()
+    except ValidationError as exc:
+        print(f"配置无效：\n{exc}", file=sys.stderr)
+        return None
+    assert settings.database_url is not None  # filled in by Settings
+    migrate(settings.database_url)
+    return make_engine(settings.database_url)

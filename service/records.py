@@ -20,17 +20,15 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, joinedload
 
-from service.db import make_engine, make_sessionmaker, migrate
+from service.db import configured_engine, make_sessionmaker
 from service.errors import RecordsImportError
 from service.models import (
     CATEGORIES, CHINA_TZ, DUE_STATUSES, PAYMENT_STATUSES, REFUND_STATUSES, TAXPAYER_KINDS, Payment, Refund, TaxDue,
     Taxpayer,
 )
-from service.settings import get_settings
 from taxlib.identifiers import classify_identifier, is_valid_id_number, is_valid_uscc, normalize_phone
 
 logger = logging.getLogger(__name__)
@@ -313,14 +311,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands.add_parser("import", help="导入一个目录或一个 CSV 文件").add_argument("path", type=Path)
     commands.add_parser("export", help="导出全部记录到目录").add_argument("path", type=Path)
     args = parser.parse_args(argv)
-    try:
-        settings = get_settings()
-    except ValidationError as exc:
-        print(f"配置无效：\n{exc}", file=sys.stderr)
+    engine = configured_engine()
+    if engine is None:
         return 2
-    assert settings.database_url is not None  # filled in by Settings
-    migrate(settings.database_url)
-    engine = make_engine(settings.database_url)
     try:
         with make_sessionmaker(engine)() as session:
             if args.command == "export":

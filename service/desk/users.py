@@ -8,16 +8,14 @@ import os
 import sys
 from collections.abc import Sequence
 
-from pydantic import ValidationError
 from sqlalchemy import select
 
-from service.db import make_engine, make_sessionmaker, migrate
+from service.db import configured_engine, make_sessionmaker
 from service.desk import auth
 from service.desk.bus import Bus
 from service.desk.core import Desk
 from service.desk.hours import BusinessHours
 from service.models import DESK_ROLES, DeskUser
-from service.settings import get_settings
 
 
 def _password() -> str:
@@ -45,14 +43,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     disable = commands.add_parser("disable", help="停用用户（保留记录）")
     disable.add_argument("username")
     args = parser.parse_args(argv)
-    try:
-        settings = get_settings()
-    except ValidationError as exc:
-        print(f"配置无效：\n{exc}", file=sys.stderr)
+    engine = configured_engine()
+    if engine is None:
         return 2
-    assert settings.database_url is not None
-    migrate(settings.database_url)
-    engine = make_engine(settings.database_url)
     sessions = make_sessionmaker(engine)
     Desk(sessions, Bus(), BusinessHours.parse("always")).ensure_groups()
     try:
