@@ -36,6 +36,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def reference(prefix: str, created_at: datetime, row_id: int) -> str:
+    """Prefix + China date + zero-padded row id, e.g. TS20261123000012."""
+    return f"{prefix}{created_at.astimezone(CHINA_TZ):%Y%m%d}{row_id:06d}"
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """Timezone-aware datetimes on every backend (SQLite hands back naive values otherwise)."""
 

@@ -9,7 +9,7 @@ from pydantic import BaseModel, PlainSerializer
 from sqlalchemy.orm import Session
 
 from service.errors import InvalidPhone
-from service.models import CHINA_TZ, HandoffRequest, Taxpayer, Ticket, utcnow
+from service.models import CHINA_TZ, Taxpayer, Ticket, reference, utcnow
 from taxlib.identifiers import normalize_phone
 from taxlib.privacy import mask_identifier
 
@@ -39,12 +39,7 @@ def contact_phone(value: str | None) -> str | None:
     return phone
 
 
-def reference(prefix: str, created_at: datetime, row_id: int) -> str:
-    """Prefix + China date + zero-padded row id, e.g. TS20261123000012."""
-    return f"{prefix}{created_at.astimezone(CHINA_TZ):%Y%m%d}{row_id:06d}"
-
-
-def save_with_reference(session: Session, row: Ticket | HandoffRequest, prefix: str) -> None:
+def save_with_reference(session: Session, row: Ticket, prefix: str) -> None:
     """Insert ``row`` and give it its reference, which needs the row id: one transaction."""
     row.created_at = utcnow()
     session.add(row)

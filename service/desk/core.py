@@ -24,7 +24,7 @@ from service.desk.hours import BusinessHours
 from service.errors import ServiceError
 from service.models import (
     CHINA_TZ, DISPOSITIONS, OPEN_STATUSES, AgentSkill, BlacklistEntry, ChatMessage, DeskUser, FollowUp,
-    HandoffRequest, SkillGroup, Taxpayer, Ticket, utcnow,
+    HandoffRequest, SkillGroup, Taxpayer, Ticket, reference, utcnow,
 )
 from taxlib.identifiers import PHONE_PATTERN, normalize_phone
 
@@ -179,7 +179,7 @@ class Desk:
                 case.status, case.enqueued_at = "queued", now
             session.add(case)
             session.flush()
-            case.reference = f"RG{now.astimezone(CHINA_TZ):%Y%m%d}{case.id:06d}"
+            case.reference = reference("RG", now, case.id)
             session.commit()
             logger.info("desk.case_opened reference=%s status=%s group=%s vip=%s reason=%s", case.reference,
                         case.status, group.code, vip, reason)
@@ -657,7 +657,7 @@ class Desk:
                              message=text[:4000], contact_phone=phone or case.contact_phone, created_at=now)
         session.add(follow_up)
         session.flush()
-        follow_up.reference = f"LY{now.astimezone(CHINA_TZ):%Y%m%d}{follow_up.id:06d}"
+        follow_up.reference = reference("LY", now, follow_up.id)
         case.status, case.closed_at, case.disposition, case.resume_pending = "closed", now, "callback", True
         self._emit(session, {"type": "follow_up", "reference": follow_up.reference})
         logger.info("desk.follow_up reference=%s case=%s", follow_up.reference, case.reference)
