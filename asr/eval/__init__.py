@@ -1,0 +1,1 @@
+"""The Mandarin speech-recognition evaluation set (utterances.yml, audio/, manifest.json; built by build.py)."""
