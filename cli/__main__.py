@@ -23,6 +23,8 @@ HELP = """用法：./taxbot 命令 [参数]
   bench                 运行 bench/ 下的性能测试并打印数字
   kb build|search|lint|eval|calibrate|status
                         知识库：构建索引、检索、检查条目、评测（见 ./taxbot kb）
+  asr transcribe 文件… [--json] [--engine whisper|vosk|vosk-server]
+                        识别录音（WAV、FLAC、AMR、G.711），每个文件一行结果；asr say "文本" --out F.wav 合成语音
   records import PATH   从 CSV 导入纳税人档案（目录或单个文件）
   records export DIR    把纳税人档案导出为 CSV
   desk user add NAME --role agent|supervisor|editor|admin [--groups consult,invoice] [--name 显示名]
@@ -56,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
 
         ensure_model(config)
         ensure_index(config)
+        run([paths.SERVICE_PYTHON, "-m", "asr.cli", "models"], config)
         print("[setup] 就绪。启动：./taxbot run    测试：./taxbot test")
         return 0
     if command == "train":
@@ -98,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         from cli.kb import main as kb_main
 
         return kb_main(config, args)
+    if command == "asr":
+        return run([paths.SERVICE_PYTHON, "-m", "asr.cli", *args], config, check=False).returncode
     if command == "records":
         return run([paths.SERVICE_PYTHON, "-m", "service.records", *args], config, check=False).returncode
     if command == "desk":

@@ -3,7 +3,7 @@
 Parts, in order (``./taxbot test unit nlu`` runs a subset):
   validate       Rasa data validation, warnings as errors (cli/rasa_tools.py validate)
   unit           pytest in the Rasa venv (actions, NLU component, channel) and the service venv
-                 (service app, shared helpers, CLI)
+                 (service app, channels, shared helpers, CLI, knowledge base, speech)
   nlu            intent/entity report on the held-out split tests/nlu; fails under the floor
   conversations  ``rasa test core`` on tests/conversations (dialogue predictions)
   system         pytest tests/system: the whole system started for real on spare ports
@@ -99,9 +99,10 @@ def run_tests(config: RuntimeConfig, args: list[str]) -> int:
         report = paths.REPORTS_DIR / "junit-rasa.xml"
         code = pytest(paths.RASA_PYTHON, ["tests/actions", "tests/bot", "tests/channels"], report, config)
         tally.add_junit(report, "unit (rasa venv)", code)
-        banner("单元测试：服务环境（服务应用、共享工具、命令行）")
+        banner("单元测试：服务环境（服务应用、共享工具、命令行、知识库、语音）")
         report = paths.REPORTS_DIR / "junit-service.xml"
-        code = pytest(paths.SERVICE_PYTHON, ["tests/service", "tests/taxlib", "tests/cli", "tests/knowledge"], report, config)
+        code = pytest(paths.SERVICE_PYTHON, ["tests/service", "tests/taxlib", "tests/cli", "tests/knowledge", "tests/asr"],
+                      report, config)
         tally.add_junit(report, "unit (service venv)", code)
 
     if "nlu" in parts:
