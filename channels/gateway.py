@@ -67,7 +67,7 @@ class Gateway:
         result = await asyncio.to_thread(self.desk.inbound, envelope.conversation_id, envelope.text,
                                          envelope.metadata, stored)
         if result.routed != "bot" and not result.forward:
-            return await asyncio.to_thread(self._store_replies, envelope, stored, "system",
+            return await asyncio.to_thread(self.store_replies, envelope, stored, "system",
                                            [{"text": t} for t in result.replies])
         metadata = {**envelope.metadata, "channel_user_id": envelope.channel_user_id}
         try:
@@ -80,7 +80,7 @@ class Gateway:
             kind = "bot"
         if result.replies:
             replies = [{"text": t} for t in result.replies] + replies
-        return await asyncio.to_thread(self._store_replies, envelope, stored, kind, replies)
+        return await asyncio.to_thread(self.store_replies, envelope, stored, kind, replies)
 
     def _store_user_message(self, envelope: Envelope) -> tuple[int | None, list[dict[str, Any]]]:
         with self.sessions() as session:
@@ -100,13 +100,23 @@ class Gateway:
                 return None, self._replies_to(session, original.id) if original else []
             return message.id, []
 
+    def revise_user_message(self, message_id: int, text: str, asr_confidence: float | None) -> None:
+        """A stored message's text once it is known (a voice message, recognised after it was accepted)."""
+        with self.sessions() as session:
+            message = session.get(ChatMessage, message_id)
+            if message is None:
+                return
+            message.text = text
+            message.payload = {**(message.payload or {}), "asr_confidence": asr_confidence}
+            session.commit()
+
     def _replies_to(self, session: Session, message_id: int) -> list[dict[str, Any]]:
         rows = session.scalars(select(ChatMessage).where(ChatMessage.reply_to == message_id)
                                .order_by(ChatMessage.id)).all()
         return [message_dict(m) for m in rows]
 
-    def _store_replies(self, envelope: Envelope, reply_to: int, kind: str,
-                       replies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def store_replies(self, envelope: Envelope, reply_to: int, kind: str,
+                      replies: list[dict[str, Any]]) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         with self.sessions() as session:
             case = self.desk.open_case_for(envelope.conversation_id)

@@ -9,7 +9,9 @@ replies: every answer goes out through the API, so none can be delivered twice.
 
 Buttons become numbered options ("回复 1：…"); a bare number (or a button's title) sent back is read as the
 latest buttons' payload. Events: subscribe → the bot's greeting, unsubscribe → logged, menu CLICK keys → intents.
-Voice uses WeChat's ``Recognition`` when present; other message types get a polite "text only" reply.
+Voice uses WeChat's ``Recognition`` when present; otherwise the audio (AMR) is downloaded through the media API in
+the background and recognised by ``asr/`` (the message is stored as "[语音]" before ``success`` and its text filled
+in once recognised). Other message types get a polite "text only" reply.
 """
 from __future__ import annotations
 
@@ -141,6 +143,15 @@ class CustomerServiceSender:
         self._progress[key] = index
 
 
+def speech_pool(state: State):  # -> asr.pool.RecognitionPool
+    """The process's speech recogniser (built on first use; tests may set ``state.speech``)."""
+    pool = getattr(state, "speech", None)
+    if pool is None:
+        from asr.engines import shared_pool
+        pool = state.speech = shared_pool()
+    return pool
+
+
 def make_sender(settings: Settings) -> Sender | None:
     """The customer-service message sender when WeChat is configured, else None."""
     config = WeChatConfig.from_settings(settings)
@@ -205,6 +216,10 @@ class WeChatChannel:
             recognised = strip_control(incoming.recognition or "").strip()
             if recognised:
                 return self._make(incoming, recognised, {"asr_confidence": None, "voice": True})
+            if incoming.media_id and getattr(self.state, "wechat_api", None) is not None:
+                # recognised in the background (_answer): stored now as "[语音]", its text filled in later
+                return self._make(incoming, SHOWN["voice"], {"voice": True, "media_id": incoming.media_id,
+                                                            "media_format": incoming.media_format})
             await self._notice(incoming, SHOWN["voice"], VOICE_NOT_RECOGNISED)
             return None
         if incoming.kind == "event":
@@ -241,6 +256,8 @@ class WeChatChannel:
         stored = envelope.metadata.pop("stored")
         try:
             async with lock:
+                if "media_id" in envelope.metadata and not await self._recognise(envelope, stored):
+                    return
                 replies = await self.state.gateway.answer(envelope, stored)
                 logger.info("wechat.handled openid=%s message=%s replies=%s", openid, envelope.message_id,
                             len(replies))
@@ -253,6 +270,34 @@ class WeChatChannel:
                 del self._turns[openid]
             else:
                 self._turns[openid] = (lock, users - 1)
+
+    async def _recognise(self, envelope: Envelope, stored: int) -> bool:
+        """Download a voice message's audio and turn it into text; False (and a polite reply stored for delivery)
+        when that fails or nothing was said."""
+        media_id = envelope.metadata.pop("media_id")
+        envelope.metadata.pop("media_format", None)
+        try:
+            from asr import audio as audio_io
+            from asr.types import SpeechError
+
+            data = await self.state.wechat_api.download_media(media_id)
+            sound = await asyncio.to_thread(audio_io.decode, data)
+            result = await speech_pool(self.state).transcribe(sound)
+        except (DeliveryFailed, SpeechError) as exc:
+            logger.warning("wechat.voice_failed openid=%s message=%s error=%s", envelope.channel_user_id,
+                           envelope.message_id, type(exc).__name__)
+            result = None
+        text = strip_control(result.text).strip() if result else ""
+        if not text:
+            await asyncio.to_thread(self.state.gateway.store_replies, envelope, stored, "system",
+                                    [{"text": VOICE_NOT_RECOGNISED}])
+            return False
+        logger.info("wechat.voice_recognised openid=%s message=%s chars=%d confidence=%.2f",
+                    envelope.channel_user_id, envelope.message_id, len(text), result.confidence)
+        envelope.text = text
+        envelope.metadata["asr_confidence"] = result.confidence
+        await asyncio.to_thread(self.state.gateway.revise_user_message, stored, text, result.confidence)
+        return True
 
     def _picked(self, conversation_id: str, text: str) -> str | None:
         """The payload of a button the user picked by number or title: buttons of the latest outgoing message that

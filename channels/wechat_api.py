@@ -8,6 +8,7 @@ two calls are written here.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 import time
@@ -25,6 +26,7 @@ TOKEN_EXPIRED = {40001, 40014, 42001}  # invalid credential, invalid access_toke
 # (45047), not a follower / invalid openid (43004, 40003), the account may not send customer-service messages (48001)
 PERMANENT = {45015, 45047, 43004, 40003, 48001}
 REFRESH_EARLY_SECONDS = 300.0
+MAX_MEDIA_BYTES = 2_000_000  # a WeChat voice message is at most 60 s of AMR, about 60 KB
 _SECRET_IN_URL = re.compile(r"((?:secret|access_token)=)[^&\s\"']+")
 
 
@@ -132,3 +134,38 @@ class WeChatApi:
             logger.warning("wechat.send_failed openid=%s errcode=%s", openid, errcode)
             raise DeliveryFailed(f"wechat errcode {errcode}: {str(answer.get('errmsg', ''))[:80]}",
                                  permanent=errcode in PERMANENT)
+
+    async def download_media(self, media_id: str, max_bytes: int = MAX_MEDIA_BYTES) -> bytes:
+        """A temporary media file (a voice message's audio) by its MediaId, through ``GET /cgi-bin/media/get``.
+        WeChat answers the file itself, or JSON with an ``errcode``; an expired token is renewed once. Raises
+        DeliveryFailed (``permanent`` for an unknown or expired media id, or a file over ``max_bytes``)."""
+        client = self._bound()[0]
+        for attempt in (1, 2):
+            token = await self.token()
+            try:
+                async with client.stream("GET", f"{self.base_url}/cgi-bin/media/get",
+                                         params={"access_token": token, "media_id": media_id}) as response:
+                    if response.status_code != 200:
+                        raise DeliveryFailed(f"wechat media/get: HTTP {response.status_code}")
+                    data = bytearray()
+                    async for block in response.aiter_bytes():
+                        data += block
+                        if len(data) > max_bytes:
+                            raise DeliveryFailed(f"wechat media/get: over {max_bytes} bytes", permanent=True)
+                    kind = response.headers.get("content-type", "")
+            except httpx.HTTPError as exc:
+                raise DeliveryFailed(f"wechat media/get: {type(exc).__name__}") from exc
+            if "json" not in kind and not kind.startswith("text/"):
+                return bytes(data)
+            try:
+                answer = json.loads(bytes(data))
+            except ValueError as exc:
+                raise DeliveryFailed("wechat media/get: neither a file nor JSON") from exc
+            errcode = answer.get("errcode") if isinstance(answer, dict) else None
+            if errcode in TOKEN_EXPIRED and attempt == 1:
+                logger.info("wechat.token_renew errcode=%s", errcode)
+                self._forget(token)
+                continue
+            logger.warning("wechat.media_failed errcode=%s", errcode)
+            raise DeliveryFailed(f"wechat media/get errcode {errcode}", permanent=errcode in (40007, 40008))
+        raise DeliveryFailed("wechat media/get: the access_token was refused twice")

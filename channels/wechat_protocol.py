@@ -153,6 +153,8 @@ class Incoming:
     message_id: str  # MsgId; events: "<event>-<CreateTime>"
     text: str = ""
     recognition: str | None = None  # voice: WeChat's own speech recognition, when the account has it on
+    media_id: str = ""  # voice: the audio, downloadable for three days through the media API
+    media_format: str = ""  # voice: amr or speex
     event: str = ""  # subscribe, unsubscribe, click, view, scan, …
     event_key: str = ""
 
@@ -183,6 +185,8 @@ def read_message(body: bytes) -> Incoming:
                 incoming.text = _text(message.content)
             elif isinstance(message, VoiceMessage):
                 incoming.recognition = _text(message.recognition) or None
+                incoming.media_id = _text(message.media_id)[:128]
+                incoming.media_format = _text(message.format).lower()[:16]
     except (KeyError, AttributeError, TypeError, ValueError) as exc:  # e.g. a MsgId or CreateTime not a number
         raise BadMessage() from exc
     if not OPENID.match(openid) or not kind:

@@ -248,6 +248,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.bus, app.state.desk, app.state.bot = bus, desk, bot
     app.state.gateway = Gateway(sessions, desk, bot, bus)
     app.state.outbox = outbox
+    app.state.wechat_api = getattr(wechat_sender, "api", None)  # also downloads voice messages' audio
+    app.state.speech = None  # the speech recogniser, built when the first voice message needs it
     app.state.hand_back, app.state.hand_back_soon = hand_back, hand_back.wake
     app.state.login_failures = {}
     app.add_middleware(RequestGuard)

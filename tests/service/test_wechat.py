@@ -495,6 +495,58 @@ def test_voice_with_and_without_recognition(make_wechat: Callable[..., tuple[Tes
     assert stored(client, f"wx-{BOB}") == [("user", "[语音]", None), ("system", wechat.VOICE_NOT_RECOGNISED, "sent")]
 
 
+def eval_recording(kind: str = "policy") -> tuple[str, Path]:
+    """(reference text, 16 kHz file) of the first item of ``kind`` in the speech evaluation set (asr/eval)."""
+    import json
+
+    root = Path(__file__).resolve().parents[2] / "asr" / "eval"
+    item = next(i for i in json.loads((root / "manifest.json").read_text())["items"] if i["kind"] == kind)
+    return item["text"], root / "audio" / "16k" / f"{item['id']}.flac"
+
+
+def test_voice_without_recognition_is_downloaded_and_recognised(
+        make_wechat: Callable[..., tuple[TestClient, ScriptedBot]], fake: FakeWeChat) -> None:
+    """No Recognition field: the AMR audio comes from the media API and asr/ (Whisper, for real) reads it."""
+    from asr import audio as audio_io
+    from asr.metrics import cer
+
+    reference, recording = eval_recording()
+    fake.media["voice-media-1"] = audio_io.amr_nb_bytes(audio_io.load(recording))
+    client, bot = make_wechat()
+    reply = push(client, message_xml(ALICE, "voice", MediaId="voice-media-1", Format="amr", MsgId=8101))
+    assert reply.text == "success"
+    push(client, message_xml(ALICE, "voice", MediaId="voice-media-1", Format="amr", MsgId=8101))  # WeChat's retry
+    settle(client, timeout=60)
+    assert len(bot.sent) == 1 and fake.media_requests == 1  # recognised once
+    conversation, heard, channel, metadata = bot.sent[0]
+    assert channel == "wechat" and metadata["voice"] is True and 0 < metadata["asr_confidence"] <= 1
+    assert cer(reference, heard) <= 0.25, (reference, heard)
+    assert fake.texts_for(ALICE) == [f"机器人答复：{heard}"]
+    with client.app.state.sessionmaker() as session:  # type: ignore[attr-defined]
+        user = session.scalars(select(ChatMessage).where(ChatMessage.kind == "user")).one()
+        assert user.text == heard and user.payload == {"asr_confidence": metadata["asr_confidence"]}
+
+
+def test_voice_that_cannot_be_recognised_gets_a_polite_reply(
+        make_wechat: Callable[..., tuple[TestClient, ScriptedBot]], fake: FakeWeChat) -> None:
+    """Garbage after an AMR header, and silence: nothing goes to the bot; the user is asked to type."""
+    import numpy as np
+
+    from asr import audio as audio_io
+    from asr.types import Audio
+
+    fake.media["garbage"] = b"#!AMR\n" + bytes(range(256)) * 8
+    fake.media["silence"] = audio_io.amr_nb_bytes(Audio(np.zeros(16000, dtype=np.int16), 8000))
+    client, bot = make_wechat()
+    push(client, message_xml(ALICE, "voice", MediaId="garbage", Format="amr", MsgId=8201))
+    push(client, message_xml(BOB, "voice", MediaId="silence", Format="amr", MsgId=8202))
+    settle(client, timeout=60)
+    assert bot.sent == []
+    assert fake.texts_for(ALICE) == [wechat.VOICE_NOT_RECOGNISED]
+    assert fake.texts_for(BOB) == [wechat.VOICE_NOT_RECOGNISED]
+    assert stored(client, f"wx-{BOB}") == [("user", "[语音]", None), ("system", wechat.VOICE_NOT_RECOGNISED, "sent")]
+
+
 @pytest.mark.parametrize("msg_type,fields,shown", [
     ("image", {"PicUrl": "http://mmbiz.qpic.cn/x.jpg", "MediaId": "m1"}, "[图片]"),
     ("location", {"Location_X": "39.9", "Location_Y": "116.4", "Scale": 15, "Label": "北京"}, "[位置]"),

@@ -5,7 +5,9 @@ the service uses and recording what it is sent:
   (``errcode`` 40013 / 40125 for a wrong AppID / secret);
 - ``POST /cgi-bin/message/custom/send?access_token=…`` with ``{"touser", "msgtype": "text", "text": {"content"}}``
   → ``{"errcode": 0, "errmsg": "ok"}``; 40001 for a token it never issued or revoked, 42001 for an expired one,
-  45015 for users outside the 48-hour window, 45002 for content over 2048 bytes, and any error queued by a test.
+  45015 for users outside the 48-hour window, 45002 for content over 2048 bytes, and any error queued by a test;
+- ``GET /cgi-bin/media/get?access_token=…&media_id=…`` → the media file (``audio/amr`` for voice) with a
+  Content-disposition naming it, or ``{"errcode": 40007}`` for an unknown media id.
 """
 from __future__ import annotations
 
@@ -35,6 +37,8 @@ class FakeWeChat:
     token_requests: int = 0
     outside_window: set[str] = field(default_factory=set)  # openids answered 45015
     queued_errors: list[int] = field(default_factory=list)  # errcodes for the next sends, in order (0: as usual)
+    media: dict[str, bytes] = field(default_factory=dict)  # media_id -> file (tests put voice messages' audio here)
+    media_requests: int = 0
     _tokens: dict[str, str] = field(default_factory=dict)  # token -> "valid" | "expired" | "revoked"
     _counter: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -77,6 +81,18 @@ class FakeWeChat:
             self._tokens[token] = "valid"
             return {"access_token": token, "expires_in": self.expires_in}
 
+    def media_get(self, query: dict[str, str]) -> tuple[bytes | None, dict[str, Any]]:
+        """(file, {}) or (None, error)."""
+        with self._lock:
+            self.media_requests += 1
+            state = self._tokens.get(query.get("access_token", ""), "revoked")
+            if state != "valid":
+                return None, {"errcode": 42001 if state == "expired" else 40001, "errmsg": "invalid credential"}
+            data = self.media.get(query.get("media_id", ""))
+            if data is None:
+                return None, {"errcode": 40007, "errmsg": "invalid media_id"}
+            return data, {}
+
     def custom_send(self, query: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
         openid = str(body.get("touser"))
         with self._lock:
@@ -118,6 +134,17 @@ def _handler(fake: FakeWeChat) -> type[BaseHTTPRequestHandler]:
             path, query = self._query()
             if path == "/cgi-bin/token":
                 return self._answer(200, fake.token(query))
+            if path == "/cgi-bin/media/get":
+                data, error = fake.media_get(query)
+                if data is None:
+                    return self._answer(200, error)
+                self.send_response(200)
+                self.send_header("Content-Type", "audio/amr")
+                self.send_header("Content-disposition", f'attachment; filename="{query.get("media_id")}.amr"')
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                return None
             return self._answer(404, {"errcode": 404, "errmsg": "not found"})
 
         def do_POST(self) -> None:  # noqa: N802
