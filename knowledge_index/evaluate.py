@@ -19,7 +19,8 @@ import numpy as np
 import yaml
 
 from knowledge_index.index import Candidate, KnowledgeIndex
-from knowledge_index.scoring import MODES, Calibration, Mode, ModeCalibration, features, fit_logistic, proposed_by, rank
+from knowledge_index.scoring import (MODES, RERANK, Calibration, Mode, ModeCalibration, features, fit_logistic,
+                                     proposed_by, rank, rerank)
 
 EVAL_DIR = Path(__file__).resolve().parent / "eval"
 DEV_SET = "dev_*.yml"
@@ -60,6 +61,13 @@ def load_set(pattern: str | Path, known_ids: set[str] | None = None) -> Labelled
 
 def gather(index: KnowledgeIndex, questions: list[str]) -> list[list[Candidate]]:
     return [index.candidates(q) for q in questions]
+
+
+def reread(index: KnowledgeIndex, questions: list[str], gathered: list[list[Candidate]],
+           calibration: Calibration) -> list[list[Candidate]]:
+    """The gathered candidates with the hybrid ranking's top few scored by the index's reranker."""
+    assert index.reranker is not None
+    return [rerank(c, calibration, index.reranker, q) for q, c in zip(questions, gathered)]
 
 
 def metrics(
@@ -105,9 +113,15 @@ def metrics(
 
 
 def evaluate(index: KnowledgeIndex, calibration: Calibration, labelled: LabelledSet) -> dict[str, dict[str, float]]:
-    answerable = gather(index, [q for q, _ in labelled.answerable])
+    """Metrics per mode; ``hybrid+rerank`` too when the index has a reranker and the calibration a fit for it."""
+    questions = [q for q, _ in labelled.answerable]
+    answerable = gather(index, questions)
     unanswerable = gather(index, labelled.unanswerable)
-    return {mode: metrics(labelled.answerable, answerable, unanswerable, calibration, mode) for mode in MODES}
+    results = {mode: metrics(labelled.answerable, answerable, unanswerable, calibration, mode) for mode in MODES}
+    if index.reranker is not None and RERANK in calibration.modes:
+        results[RERANK] = metrics(labelled.answerable, reread(index, questions, answerable, calibration),
+                                  reread(index, labelled.unanswerable, unanswerable, calibration), calibration, RERANK)
+    return results
 
 
 def _choose_threshold(
@@ -131,34 +145,51 @@ def _choose_threshold(
 
 
 def calibrate(index: KnowledgeIndex, labelled: LabelledSet, fitted_on: str, ambiguity_margin: float = 0.15) -> Calibration:
-    answerable = gather(index, [q for q, _ in labelled.answerable])
+    """Fit every mode on ``labelled``; ``hybrid+rerank`` after ``hybrid`` (it reranks the hybrid fit's top few)
+    when the index has a reranker."""
+    questions = [q for q, _ in labelled.answerable]
+    answerable = gather(index, questions)
     unanswerable = gather(index, labelled.unanswerable)
-    labelled_candidates = [(gold, c) for (_, gold), c in zip(labelled.answerable, answerable)]
-    labelled_candidates += [(None, c) for c in unanswerable]
+    golds = [gold for _, gold in labelled.answerable] + [None] * len(unanswerable)
     modes: dict[str, ModeCalibration] = {}
     for mode in MODES:
-        rows, labels = [], []
-        for gold, candidates in labelled_candidates:
-            for c in candidates:
-                if proposed_by(c, mode):
-                    rows.append(features(c, mode))
-                    labels.append(1.0 if c.entry.id == gold else 0.0)
-        bias, weights = fit_logistic(np.asarray(rows, dtype=np.float64), np.asarray(labels, dtype=np.float64))
-        provisional = ModeCalibration(bias=bias, weights=tuple(float(w) for w in weights), threshold=0.5)
-        probe = Calibration(encoder=index.meta.encoder, modes={mode: provisional})
-        tops, correct, answerable_flags = [], [], []
-        for gold, candidates in labelled_candidates:
-            ranked = rank(candidates, probe, mode)
-            tops.append(ranked[0].probability if ranked else 0.0)
-            correct.append(bool(ranked) and ranked[0].entry_id == gold)
-            answerable_flags.append(gold is not None)
-        arrays = (np.array(tops), np.array(correct), np.array(answerable_flags))
-        threshold = _choose_threshold(*arrays)
-        suggest = _choose_threshold(*arrays, unanswerable_cost=1.0)
-        modes[mode] = ModeCalibration(bias=round(bias, 5), weights=tuple(round(float(w), 5) for w in weights),
-                                      threshold=threshold, suggest_threshold=min(suggest, threshold))
+        modes[mode] = _fit_mode(index, mode, list(zip(golds, answerable + unanswerable)))
+    reranked: tuple[list[list[Candidate]], list[list[Candidate]]] | None = None
+    if index.reranker is not None:
+        hybrid_only = Calibration(encoder=index.meta.encoder, modes=dict(modes))
+        reranked = (reread(index, questions, answerable, hybrid_only),
+                    reread(index, labelled.unanswerable, unanswerable, hybrid_only))
+        modes[RERANK] = _fit_mode(index, RERANK, list(zip(golds, reranked[0] + reranked[1])), modes)
     calibration = Calibration(encoder=index.meta.encoder, modes=modes, ambiguity_margin=ambiguity_margin,
                               fitted_on=fitted_on)
     for mode in MODES:  # what the fit achieves on the data it was fitted on, kept beside it
         calibration.metrics[mode] = metrics(labelled.answerable, answerable, unanswerable, calibration, mode)
+    if reranked is not None:
+        calibration.metrics[RERANK] = metrics(labelled.answerable, *reranked, calibration, RERANK)
     return calibration
+
+
+def _fit_mode(index: KnowledgeIndex, mode: Mode, labelled_candidates: list[tuple[str | None, list[Candidate]]],
+              fitted: dict[str, ModeCalibration] | None = None) -> ModeCalibration:
+    """Logistic weights on every candidate the mode ranks, then the answer and suggestion thresholds on the top
+    ones. ``fitted``: the modes already fitted (``hybrid+rerank`` ranks what it did not rerank by ``hybrid``)."""
+    rows, labels = [], []
+    for gold, candidates in labelled_candidates:
+        for c in candidates:
+            if proposed_by(c, mode):
+                rows.append(features(c, mode))
+                labels.append(1.0 if c.entry.id == gold else 0.0)
+    bias, weights = fit_logistic(np.asarray(rows, dtype=np.float64), np.asarray(labels, dtype=np.float64))
+    provisional = ModeCalibration(bias=bias, weights=tuple(float(w) for w in weights), threshold=0.5)
+    probe = Calibration(encoder=index.meta.encoder, modes={**(fitted or {}), mode: provisional})
+    tops, correct, answerable_flags = [], [], []
+    for gold, candidates in labelled_candidates:
+        ranked = rank(candidates, probe, mode)
+        tops.append(ranked[0].probability if ranked else 0.0)
+        correct.append(bool(ranked) and ranked[0].entry_id == gold)
+        answerable_flags.append(gold is not None)
+    arrays = (np.array(tops), np.array(correct), np.array(answerable_flags))
+    threshold = _choose_threshold(*arrays)
+    suggest = _choose_threshold(*arrays, unanswerable_cost=1.0)
+    return ModeCalibration(bias=round(bias, 5), weights=tuple(round(float(w), 5) for w in weights),
+                           threshold=threshold, suggest_threshold=min(suggest, threshold))

@@ -7,11 +7,13 @@ Layout under the index root (``data/kb`` by default)::
     versions/<version>/rows.json      vector row → entry number, and what the row is (title, question, answer)
     versions/<version>/dense.faiss    FAISS inner-product index over L2-normalised vectors
     versions/<version>/bm25/          BM25 (bm25s, numpy arrays and JSON: no pickle) + document frequencies
+    versions/<version>/reranker/      the cross-encoder trained on this corpus (``reranker.py``), when there is one
     CURRENT                           the active version's name, replaced atomically
 
-The version name is a hash of the corpus, the encoder and the lexical analysis, so a build with nothing changed
-is a no-op, and building a new version never touches the one being served. A version directory appears whole or
-not at all (written under a temporary name, then renamed); CURRENT is switched with ``os.replace``.
+The version name is a hash of the corpus, the encoder, the lexical analysis and the reranker recipe, so a build
+with nothing changed is a no-op, and building a new version never touches the one being served. A version
+directory appears whole or not at all (written under a temporary name, then renamed); CURRENT is switched with
+``os.replace``.
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from knowledge_index import reranker as reranking
 from knowledge_index.analysis import Analyzer
 from knowledge_index.corpus import Corpus, Entry
 from knowledge_index.encoders import Encoder
@@ -66,6 +69,7 @@ class IndexMeta:
     vectors: int
     built_at: str
     build_seconds: float
+    reranker: str | None = None  # the reranker's fingerprint (recipe and base model), None when it has none
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,8 @@ class Candidate:
     answer: float = 0.0  # cosine between the query and the entry's answer text
     coverage: float = 0.0  # share of the query's words (idf-weighted) the entry contains; unknown words count against
     dense_margin: float = 0.0  # dense score minus the best dense score of any other entry
+    hybrid: float | None = None  # the hybrid model's log-odds, set with ``rerank`` (scoring.rerank)
+    rerank: float | None = None  # the reranker's log-odds that the entry answers the query, for the top few only
 
 
 class EmbeddingCache:
@@ -122,8 +128,8 @@ class EmbeddingCache:
         self.db.close()
 
 
-def version_name(corpus: Corpus, encoder_name: str, analyzer: Analyzer) -> str:
-    key = json.dumps([FORMAT, corpus.digest(), encoder_name, analyzer.fingerprint])
+def version_name(corpus: Corpus, encoder_name: str, analyzer: Analyzer, reranker: str | None = None) -> str:
+    key = json.dumps([FORMAT, corpus.digest(), encoder_name, analyzer.fingerprint] + ([reranker] if reranker else []))
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
@@ -159,15 +165,18 @@ def build(
     activate_it: bool = True,
     approximate_above: int = APPROXIMATE_ABOVE,
     cache: bool | Path = True,
+    reranker: bool = False,
 ) -> tuple[Path, bool]:
     """Build the index version for ``corpus`` under ``root`` unless it exists; return (directory, built).
     Vectors are kept in an embedding cache and reused by later builds: ``root/embeddings.sqlite3``, or the file
-    ``cache`` names; ``cache=False`` encodes everything."""
+    ``cache`` names; ``cache=False`` encodes everything. ``reranker``: also train the cross-encoder (``reranker.py``;
+    about 15 minutes on two busy cores, once per version, kept in ``rerankers/`` beside the embedding cache). Off by
+    default: measured on the evaluation set it does not yet pay for its cost (see the module)."""
     import bm25s
     import faiss
 
     analyzer = analyzer or Analyzer()
-    version = version_name(corpus, encoder.name, analyzer)
+    version = version_name(corpus, encoder.name, analyzer, reranking.fingerprint() if reranker else None)
     versions = root / "versions"
     target = versions / version
     if (target / "meta.json").is_file() and not force:
@@ -188,8 +197,9 @@ def build(
         for number, entry in enumerate(corpus.entries):
             rows.append((number, "answer"))
             document_texts.append(entry.answer)
+        cache_file = cache if isinstance(cache, Path) else root / "embeddings.sqlite3"
         if cache:
-            store = EmbeddingCache(cache if isinstance(cache, Path) else root / "embeddings.sqlite3", encoder)
+            store = EmbeddingCache(cache_file, encoder)
             try:
                 vectors = np.vstack([store.encode(query_texts, "query"), store.encode(document_texts, "document")])
             finally:
@@ -230,8 +240,16 @@ def build(
             vectors=len(vectors),
             built_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             build_seconds=round(time.perf_counter() - started, 2),
+            reranker=reranking.fingerprint() if reranker else None,
         )
         (staging / "meta.json").write_text(json.dumps(asdict(meta), ensure_ascii=False, indent=1), encoding="utf-8")
+        if reranker:
+            trained = (cache_file.parent if cache else root) / "rerankers" / version
+            if not (trained / "meta.json").is_file() or force:
+                _train_reranker(corpus, staging, encoder, analyzer, rows, vectors, trained)
+            shutil.copytree(trained, staging / "reranker")
+            meta = IndexMeta(**{**asdict(meta), "build_seconds": round(time.perf_counter() - started, 2)})
+            (staging / "meta.json").write_text(json.dumps(asdict(meta), ensure_ascii=False, indent=1), encoding="utf-8")
         if target.exists():
             shutil.rmtree(target)
         os.rename(staging, target)
@@ -243,6 +261,29 @@ def build(
     if activate_it:
         activate(root, version)
     return target, True
+
+
+def _train_reranker(corpus: Corpus, staging: Path, encoder: Encoder, analyzer: Analyzer, rows: list[tuple[int, str]],
+                    vectors: np.ndarray, out: Path) -> None:
+    """Train the reranker with the hard negatives this index proposes: for each training question, the other
+    entries both retrievers rank near it. The questions' vectors are the ones just indexed (row by row)."""
+    index = KnowledgeIndex(staging, encoder, analyzer, load_reranker=False)
+    row_of = {(number, kind, text): row for row, ((number, kind), text) in
+              enumerate(zip(rows, [t for e in corpus.entries for t in (e.title, *e.questions)]))}
+    numbers = {e.id: n for n, e in enumerate(corpus.entries)}
+
+    def fused(c: Candidate) -> float:
+        return (1.0 / c.dense_rank if c.dense_rank else 0.0) + (1.0 / c.lexical_rank if c.lexical_rank else 0.0)
+
+    def neighbours(number: int, question: str) -> list[int]:
+        entry = corpus.entries[number]
+        kind = "title" if question == entry.title else "question"
+        row = row_of.get((number, kind, question))
+        vector = vectors[row:row + 1] if row is not None else None
+        found = index.candidates(question, vector=vector)
+        return [numbers[c.entry.id] for c in sorted(found, key=lambda c: (-fused(c), c.entry.id))]
+
+    reranking.train(corpus, neighbours, out)
 
 
 def activate(root: Path, version: str) -> None:
@@ -275,7 +316,8 @@ def prune(root: Path, keep: int = 3) -> list[str]:
 class KnowledgeIndex:
     """A loaded index version: immutable, safe to share between request threads."""
 
-    def __init__(self, directory: Path, encoder: Encoder, analyzer: Analyzer | None = None) -> None:
+    def __init__(self, directory: Path, encoder: Encoder, analyzer: Analyzer | None = None, *,
+                 load_reranker: bool = True) -> None:
         import bm25s
         import faiss
 
@@ -321,6 +363,12 @@ class KnowledgeIndex:
         self._unseen_idf = float(np.log(1 + (documents + 0.5) / 0.5))
         self.by_id = {entry.id: entry for entry in self.entries}
         self._answer_row = {int(r[0]): row for row, r in enumerate(rows) if r[1] == "answer"}
+        self.reranker: reranking.Reranker | None = None
+        if load_reranker and self.meta.reranker:
+            try:
+                self.reranker = reranking.Reranker(directory / "reranker", corpus_hash=self.meta.corpus_hash)
+            except reranking.RerankerError as exc:
+                raise KnowledgeIndexError(f"index {self.meta.version}: {exc}") from exc
 
     @property
     def version(self) -> str:
@@ -358,8 +406,9 @@ class KnowledgeIndex:
                 covered += weight * (holders[at] == candidates)
         return {int(n): float(c / total) for n, c in zip(candidates, covered)}
 
-    def _dense_scores(self, query: str) -> tuple[dict[int, float], np.ndarray]:
-        vector = self.encoder.encode_queries([query])
+    def _dense_scores(self, query: str, vector: np.ndarray | None = None) -> tuple[dict[int, float], np.ndarray]:
+        if vector is None:
+            vector = self.encoder.encode_queries([query])
         fetched = min(DENSE_CANDIDATES, self.meta.vectors)
         scores, rows = self._dense.search(vector, fetched)
         best: dict[int, float] = {}
@@ -378,10 +427,11 @@ class KnowledgeIndex:
         answers = np.vstack([self._dense.reconstruct(int(r)) for r in rows]) if rows else np.zeros((0, len(vector)))
         return {n: float(s) for n, s in zip(numbers, answers @ vector)}
 
-    def candidates(self, query: str, today: date | None = None) -> list[Candidate]:
+    def candidates(self, query: str, today: date | None = None, *, vector: np.ndarray | None = None) -> list[Candidate]:
         """Entries either retriever proposes, with both scores; unordered (the scorer ranks them). Entries no longer
-        in force are proposed only when the question looks at the past (a year, 以前, 去年 …)."""
-        dense, vector = self._dense_scores(query)
+        in force are proposed only when the question looks at the past (a year, 以前, 去年 …). ``vector``: the
+        query's embedding when it is already known (1 × dim)."""
+        dense, vector = self._dense_scores(query, vector)
         tokens = list(dict.fromkeys(self.analyzer.tokens(query)))  # the query's BM25 tokens, once, in order
         lexical = self._lexical_scores(tokens)
         if len(lexical) > LEXICAL_CANDIDATES:

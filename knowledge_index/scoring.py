@@ -5,6 +5,10 @@ retriever, the signal reciprocal-rank fusion uses). A logistic model turns them 
 its weights and the answer threshold are fitted by ``./taxbot kb calibrate`` on the development set
 (``knowledge_index/eval/dev.yml``), never on the evaluation set, and stored per encoder in ``calibration.json``.
 The same module scores "dense only" and "BM25 only" (one feature each) so ``kb eval`` can compare them.
+
+``hybrid+rerank`` (when the index has a reranker, ``reranker.py``): the hybrid ranking's top few candidates are
+read again by the cross-encoder, and a second logistic model weighs the hybrid log-odds against the reranker's;
+the candidates below them keep their hybrid order, under the reranked ones.
 """
 from __future__ import annotations
 
@@ -14,21 +18,27 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
+from dataclasses import replace
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 from knowledge_index.index import Candidate
 
+if TYPE_CHECKING:
+    from knowledge_index.reranker import Reranker
+
 logger = logging.getLogger(__name__)
 
 CALIBRATION_FILE = Path(__file__).resolve().parent / "calibration.json"
-Mode = Literal["hybrid", "dense", "bm25"]
+Mode = Literal["hybrid", "dense", "bm25", "hybrid+rerank"]
 MODES: tuple[Mode, ...] = ("bm25", "dense", "hybrid")
+RERANK: Mode = "hybrid+rerank"  # measured and calibrated besides MODES when the index has a reranker
 FEATURES: dict[str, tuple[str, ...]] = {
     "hybrid": ("dense", "lexical", "dense_rr", "lexical_rr", "coverage", "dense_margin", "answer"),
     "dense": ("dense",),
     "bm25": ("lexical",),
+    RERANK: ("hybrid", "rerank"),
 }
 
 
@@ -41,6 +51,8 @@ def features(candidate: Candidate, mode: Mode) -> list[float]:
         "coverage": candidate.coverage,
         "dense_margin": candidate.dense_margin,
         "answer": candidate.answer,
+        "hybrid": candidate.hybrid or 0.0,
+        "rerank": candidate.rerank or 0.0,
     }
     return [values[name] for name in FEATURES[mode]]
 
@@ -56,9 +68,11 @@ class ModeCalibration:
     def suggestion(self) -> float:
         return self.threshold if self.suggest_threshold is None else min(self.suggest_threshold, self.threshold)
 
+    def log_odds(self, candidate: Candidate, mode: Mode) -> float:
+        return self.bias + sum(w * x for w, x in zip(self.weights, features(candidate, mode)))
+
     def probability(self, candidate: Candidate, mode: Mode) -> float:
-        z = self.bias + sum(w * x for w, x in zip(self.weights, features(candidate, mode)))
-        return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
+        return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, self.log_odds(candidate, mode)))))
 
 
 # Hand-set starting points, used only until `kb calibrate` has fitted the configured encoder.
@@ -66,6 +80,7 @@ UNCALIBRATED = {
     "hybrid": ModeCalibration(bias=-14.0, weights=(12.0, 6.0, 1.0, 1.0, 1.0, 10.0, 1.0), threshold=0.5),
     "dense": ModeCalibration(bias=-17.0, weights=(20.0,), threshold=0.5),
     "bm25": ModeCalibration(bias=-4.0, weights=(8.0,), threshold=0.5),
+    RERANK: ModeCalibration(bias=0.0, weights=(0.5, 0.5), threshold=0.5),
 }
 
 
@@ -134,14 +149,36 @@ def proposed_by(candidate: Candidate, mode: Mode) -> bool:
         return candidate.dense_rank is not None
     if mode == "bm25":
         return candidate.lexical_rank is not None
+    if mode == RERANK:
+        return candidate.rerank is not None
     return True
 
 
 def rank(candidates: Sequence[Candidate], calibration: Calibration, mode: Mode = "hybrid") -> list[Scored]:
-    """Candidates best first. Single-retriever modes rank by their own score only."""
+    """Candidates best first. Single-retriever modes rank by their own score only. In ``hybrid+rerank`` the
+    reranked candidates (see :func:`rerank`) come first; the others follow in hybrid order, their probability
+    capped at the lowest reranked one."""
     model = calibration.for_mode(mode)
     scored = [Scored(c, model.probability(c, mode)) for c in candidates if proposed_by(c, mode)]
-    return sorted(scored, key=lambda s: (-s.probability, -s.candidate.dense, s.entry_id))
+    scored.sort(key=lambda s: (-s.probability, -s.candidate.dense, s.entry_id))
+    if mode == RERANK:
+        floor = scored[-1].probability if scored else 1.0
+        rest = rank([c for c in candidates if c.rerank is None], calibration, "hybrid")
+        scored += [Scored(s.candidate, min(s.probability, floor)) for s in rest]
+    return scored
+
+
+def rerank(candidates: Sequence[Candidate], calibration: Calibration, reranker: Reranker, question: str,
+           top: int | None = None) -> list[Candidate]:
+    """The candidates, the hybrid ranking's ``top`` best read by the reranker (``hybrid`` and ``rerank`` set)."""
+    from knowledge_index.reranker import TOP
+
+    hybrid = calibration.for_mode("hybrid")
+    best = rank(candidates, calibration, "hybrid")[: top or TOP]
+    scores = reranker.score(question, [s.candidate.entry for s in best])
+    reread = {s.entry_id: replace(s.candidate, hybrid=hybrid.log_odds(s.candidate, "hybrid"), rerank=float(r))
+              for s, r in zip(best, scores)}
+    return [reread.get(c.entry.id, c) for c in candidates]
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-3, iterations: int = 50) -> tuple[float, np.ndarray]:
