@@ -14,7 +14,7 @@
 
 Targets on a 2-core machine: parse p50 <= 20 ms, turn p95 <= 80 ms, retrieval p95 <= 30 ms at 10k entries,
 handoff → console p95 <= 1 s with 200 waiting, WeChat acknowledgement p99 <= 300 ms, web chat turn p95 <= 300 ms.
-``--only kb`` (or nlu, rest, train, desk, channels) runs one part.
+``--only kb`` (or nlu, rest, train, desk, channels, speech) runs one part.
 """
 from __future__ import annotations
 
@@ -135,10 +135,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="taxbot bench")
     parser.add_argument("--no-train", action="store_true", help="skip the training benchmark (several minutes)")
     parser.add_argument("--rounds", type=int, default=10, help="conversations of %d turns for the REST benchmark" % len(TURNS))
-    parser.add_argument("--only", choices=("nlu", "rest", "train", "kb", "desk", "channels"), action="append",
+    parser.add_argument("--only", choices=("nlu", "rest", "train", "kb", "desk", "channels", "speech"), action="append",
                         help="run only these parts")
     args = parser.parse_args()
-    parts = set(args.only or ("nlu", "rest", "train", "kb", "desk", "channels"))
+    parts = set(args.only or ("nlu", "rest", "train", "kb", "desk", "channels", "speech"))
     if args.no_train:
         parts.discard("train")
     config = RuntimeConfig()
@@ -167,6 +167,10 @@ def main() -> int:
               flush=True)
         ensure_model(config)
         results.update(service_bench("bench/channels.py", config))
+
+    if "speech" in parts:
+        print("[bench] speech: CER and real-time factor per condition, end-pointing, four callers at once …", flush=True)
+        results.update(service_bench("bench/speech.py", config))
 
     if "rest" in parts:
         print("[bench] REST turns (starts the whole system) …", flush=True)
