@@ -615,22 +615,31 @@ def ulaw_wav_bytes(audio: Audio) -> bytes:
     return b"RIFF" + struct.pack("<I", len(body)) + body
 
 
-def amr_nb_bytes(audio: Audio, bit_rate: int = 12200) -> bytes:
-    """An AMR-NB file (``#!AMR\\n``, 8 kHz), the format of a WeChat voice message, via PyAV's encoder."""
+def ffmpeg_encode(samples: np.ndarray, rate: int, container: str, codec: str, *, bit_rate: int | None = None) -> bytes:
+    """Encode int16 ``samples`` ((n,) mono or (n, channels) interleaved) into a ``container`` file with PyAV's FFmpeg."""
     import av
 
-    audio8k = resample(audio, TELEPHONE_RATE)
+    channels = 1 if samples.ndim == 1 else samples.shape[1]
+    layout = "mono" if channels == 1 else "stereo"
     buffer = io.BytesIO()
-    with av.open(buffer, mode="w", format="amr") as container:
-        stream = container.add_stream("libopencore_amrnb", rate=TELEPHONE_RATE, layout="mono")
-        stream.bit_rate = bit_rate
-        frame = av.AudioFrame.from_ndarray(audio8k.samples.reshape(1, -1), format="s16", layout="mono")
-        frame.sample_rate = TELEPHONE_RATE
+    with av.open(buffer, mode="w", format=container) as out:
+        stream = out.add_stream(codec, rate=rate, layout=layout)
+        if bit_rate:
+            stream.bit_rate = bit_rate
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples, dtype=np.int16).reshape(1, -1),
+                                           format="s16", layout=layout)
+        frame.sample_rate = rate
         for packet in stream.encode(frame):
-            container.mux(packet)
+            out.mux(packet)
         for packet in stream.encode(None):
-            container.mux(packet)
+            out.mux(packet)
     return buffer.getvalue()
+
+
+def amr_nb_bytes(audio: Audio, bit_rate: int = 12200) -> bytes:
+    """An AMR-NB file (``#!AMR\\n``, 8 kHz), the format of a WeChat voice message."""
+    return ffmpeg_encode(resample(audio, TELEPHONE_RATE).samples, TELEPHONE_RATE, "amr", "libopencore_amrnb",
+                         bit_rate=bit_rate)
 
 
 def write_wav(path: PathLike, audio: Audio) -> None:

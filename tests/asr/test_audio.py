@@ -78,27 +78,6 @@ def soundfile_bytes(samples: np.ndarray, rate: int, fmt: str, subtype: str | Non
     return buffer.getvalue()
 
 
-def ffmpeg_bytes(samples: np.ndarray, rate: int, container: str, codec: str, *, bit_rate: int | None = None) -> bytes:
-    """Encode int16 ``samples`` (n,) or (n, channels) with PyAV's FFmpeg."""
-    import av
-
-    channels = 1 if samples.ndim == 1 else samples.shape[1]
-    layout = "mono" if channels == 1 else "stereo"
-    buffer = io.BytesIO()
-    with av.open(buffer, mode="w", format=container) as out:
-        stream = out.add_stream(codec, rate=rate, layout=layout)
-        if bit_rate:
-            stream.bit_rate = bit_rate
-        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples, dtype=np.int16).reshape(1, -1),
-                                           format="s16", layout=layout)
-        frame.sample_rate = rate
-        for packet in stream.encode(frame):
-            out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
-    return buffer.getvalue()
-
-
 # -- G.711 -----------------------------------------------------------------------------------------------------------
 
 ALL_INT16 = np.arange(-32768, 32768, dtype=np.int16)
@@ -232,14 +211,14 @@ def test_wav_extensible_and_g711_written_by_ffmpeg(query):
     assert np.array_equal(audio_io.decode(wavex).samples, query.samples)
     audio8k = audio_io.resample(query, 8000)
     for codec, decode in (("pcm_mulaw", audio_io.ulaw_decode), ("pcm_alaw", audio_io.alaw_decode)):
-        data = ffmpeg_bytes(audio8k.samples, 8000, "wav", codec)
+        data = audio_io.ffmpeg_encode(audio8k.samples, 8000, "wav", codec)
         decoded = audio_io.decode(data)
         assert decoded.rate == 8000
         assert snr_db(audio8k.samples[:len(decoded.samples)], decoded.samples) > 30
 
 
 def test_wav_other_encodings_go_through_ffmpeg(query):
-    data = ffmpeg_bytes(audio_io.resample(query, 8000).samples, 8000, "wav", "adpcm_ima_wav")
+    data = audio_io.ffmpeg_encode(audio_io.resample(query, 8000).samples, 8000, "wav", "adpcm_ima_wav")
     assert struct.unpack_from("<H", data, 20)[0] == 0x0011
     decoded = audio_io.decode(data)
     assert decoded.rate == 8000 and envelope_similarity(query, decoded) > 0.9
@@ -314,14 +293,14 @@ def test_amr_nb_voice_message(query):
 def test_mp3_m4a_webm_through_ffmpeg(query):
     stereo44 = audio_io.resample(query, 44100).samples
     stereo44 = np.stack([stereo44, stereo44], axis=1)
-    mp3 = ffmpeg_bytes(stereo44, 44100, "mp3", "libmp3lame", bit_rate=64000)
+    mp3 = audio_io.ffmpeg_encode(stereo44, 44100, "mp3", "libmp3lame", bit_rate=64000)
     decoded = audio_io.decode(mp3)
     assert decoded.rate == 44100 and decoded.samples.ndim == 1
     assert envelope_similarity(query, decoded) > 0.97
     assert audio_io.decode(mp3, format_hint="audio/mpeg").rate == 44100
-    m4a = ffmpeg_bytes(query.samples, 16000, "mp4", "aac")
+    m4a = audio_io.ffmpeg_encode(query.samples, 16000, "mp4", "aac")
     assert envelope_similarity(query, audio_io.decode(m4a, format_hint="m4a")) > 0.9
-    webm = ffmpeg_bytes(audio_io.resample(query, 48000).samples, 48000, "webm", "libopus")
+    webm = audio_io.ffmpeg_encode(audio_io.resample(query, 48000).samples, 48000, "webm", "libopus")
     decoded = audio_io.decode(webm)
     assert decoded.rate == 48000 and envelope_similarity(query, decoded) > 0.97
 
@@ -402,7 +381,7 @@ def test_damaged_files_decode_or_raise_bad_audio(query):
         "wav": audio_io.wav_bytes(query), "ulaw-wav": audio_io.ulaw_wav_bytes(query), "amr": amr,
         "flac": soundfile_bytes(query.samples, 16000, "FLAC"),
         "ogg": soundfile_bytes(query.samples, 16000, "OGG", "VORBIS"),
-        "mp3": ffmpeg_bytes(query.samples, 16000, "mp3", "libmp3lame"),
+        "mp3": audio_io.ffmpeg_encode(query.samples, 16000, "mp3", "libmp3lame"),
     }
     outcomes = {}
     for name, data in samples.items():
