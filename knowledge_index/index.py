@@ -23,7 +23,6 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, timezone
@@ -33,6 +32,7 @@ import numpy as np
 
 from knowledge_index import reranker as reranking
 from knowledge_index.analysis import Analyzer
+from knowledge_index.artifacts import staged_directory
 from knowledge_index.corpus import Corpus, Entry
 from knowledge_index.encoders import Encoder
 
@@ -184,9 +184,7 @@ def build(
             activate(root, version)
         return target, False
     started = time.perf_counter()
-    versions.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=versions))
-    try:
+    with staged_directory(target) as staging:
         rows: list[tuple[int, str]] = []
         query_texts: list[str] = []
         document_texts: list[str] = []
@@ -250,12 +248,6 @@ def build(
             shutil.copytree(trained, staging / "reranker")
             meta = IndexMeta(**{**asdict(meta), "build_seconds": round(time.perf_counter() - started, 2)})
             (staging / "meta.json").write_text(json.dumps(asdict(meta), ensure_ascii=False, indent=1), encoding="utf-8")
-        if target.exists():
-            shutil.rmtree(target)
-        os.rename(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     logger.info("kb.built version=%s entries=%d vectors=%d seconds=%.1f", version, meta.entries, meta.vectors,
                 meta.build_seconds)
     if activate_it:

@@ -33,11 +33,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import random
 import re
-import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -48,6 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
+from knowledge_index.artifacts import staged_directory
 from knowledge_index.corpus import Corpus, Entry
 
 logger = logging.getLogger(__name__)
@@ -265,18 +263,9 @@ def train(corpus: Corpus, neighbours: Callable[[int, str], list[int]], out_dir: 
         recipe=dict(RECIPE), pairs=len(pairs), train_seconds=round(time.perf_counter() - started, 1),
         trained_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
-    try:
+    with staged_directory(Path(out_dir)) as staging:
         save_file(weights, str(staging / "weights.safetensors"), metadata={"fingerprint": meta.fingerprint})
         (staging / "meta.json").write_text(json.dumps(asdict(meta), ensure_ascii=False, indent=1), encoding="utf-8")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.rename(staging, out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     logger.info("kb.reranker.trained pairs=%d seconds=%.0f", meta.pairs, meta.train_seconds)
     return meta
 
