@@ -10,18 +10,13 @@ from __future__ import annotations
 
 import time
 import uuid
-from pathlib import Path
 
 import httpx
 import pytest
 
-sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
-CHROMIUM = Path("/usr/bin/chromium")
-if not CHROMIUM.exists():
-    pytest.skip("Debian chromium (/usr/bin/chromium) is not installed", allow_module_level=True)
+from tests.system.browser import launch, playwright_or_skip
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync"]
+sync_api = playwright_or_skip()
 POLICY_QUESTION = "个税起征点是多少"
 expect = sync_api.expect
 
@@ -70,7 +65,7 @@ def texts(messages: list[dict]) -> str:
 @pytest.fixture
 def page(tmp_path):
     with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        browser = launch(playwright)
         context = browser.new_context(viewport={"width": 1280, "height": 800}, locale="zh-CN")
         context.set_default_timeout(20_000)
         page = context.new_page()

@@ -21,15 +21,10 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.system.browser import launch, playwright_or_skip
 from tests.system.conftest import System
 
-sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
-CHROMIUM = Path("/usr/bin/chromium")
-if not CHROMIUM.exists():
-    pytest.skip("Debian chromium (/usr/bin/chromium) is not installed", allow_module_level=True)
-
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync"]
+sync_api = playwright_or_skip()
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 expect = sync_api.expect
@@ -65,7 +60,7 @@ class Pipe:
 def browser() -> Iterator[Any]:
     expect.set_options(timeout=20_000)  # answers go through Rasa and the knowledge base
     with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        browser = launch(playwright)
         yield browser
         browser.close()
     expect.set_options(timeout=5_000)
