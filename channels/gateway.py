@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+import queue
+import threading
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -24,9 +24,10 @@ from service.models import ChatMessage, utcnow
 
 logger = logging.getLogger(__name__)
 
-T = TypeVar("T")
 UNAVAILABLE = "抱歉，智能助手暂时无法回复，请稍后再试，或拨打12366纳税服务热线。"
 USER_VISIBLE = ("user", "bot", "agent", "system")
+MAX_BATCH = 200  # arrivals stored in one transaction at most
+Stored = tuple[int | None, list[dict[str, Any]]]  # the message's id, or None and what a retried id was answered
 
 
 @dataclass
@@ -40,15 +41,21 @@ class Envelope:
     attachments: list[dict[str, Any]] = field(default_factory=list)
 
 
+@dataclass
+class _Arrival:
+    envelope: Envelope
+    future: asyncio.Future[Stored]
+    loop: asyncio.AbstractEventLoop
+
+
 class Gateway:
     def __init__(self, sessions: sessionmaker[Session], desk: Desk, bot: BotClient, bus: Bus) -> None:
         self.sessions, self.desk, self.bot, self.bus = sessions, desk, bot, bus
-        # Storing what arrives has its own threads: a webhook that must acknowledge at once does not wait behind
-        # the background work of answering (which holds the shared pool's few threads while it waits on the bot).
-        self.intake = ThreadPoolExecutor(max_workers=4, thread_name_prefix="gateway-intake")
-
-    async def in_intake(self, work: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self.intake, work, *args)
+        # What arrives is stored by one thread of its own, in batches (see accept): a webhook that must acknowledge
+        # at once does not wait behind the background work of answering, nor behind 49 other inserts.
+        self._arrivals: queue.SimpleQueue[_Arrival | None] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._writer_started = threading.Lock()
 
     async def handle(self, envelope: Envelope) -> list[dict[str, Any]]:
         """Store the message, route it, and return the replies to show now (agents' replies come later)."""
@@ -57,10 +64,91 @@ class Gateway:
             return earlier
         return await self.answer(envelope, stored)
 
-    async def accept(self, envelope: Envelope) -> tuple[int | None, list[dict[str, Any]]]:
+    async def accept(self, envelope: Envelope) -> Stored:
         """Store the user's message: its id, or None and the replies a retried message id already got. Channels
-        that must acknowledge at once (WeChat) call this before acknowledging, and ``answer`` in the background."""
-        return await self.in_intake(self._store_user_message, envelope)
+        that must acknowledge at once (WeChat) call this before acknowledging, and ``answer`` in the background.
+
+        Messages that arrive together are stored together: the intake thread takes everything waiting and writes
+        it in one transaction (one commit, one turn at the database's write lock), so fifty users writing at once
+        cost a few commits, not fifty, each of which would wait for the others."""
+        loop = asyncio.get_running_loop()
+        arrival = _Arrival(envelope, loop.create_future(), loop)
+        self._start_writer()
+        self._arrivals.put(arrival)
+        return await arrival.future
+
+    def close(self) -> None:
+        """Stop the intake thread once it has stored what is already waiting."""
+        if self._writer is not None:
+            self._arrivals.put(None)
+            self._writer.join(10)
+            self._writer = None
+
+    def _start_writer(self) -> None:
+        if self._writer is None:
+            with self._writer_started:
+                if self._writer is None:
+                    self._writer = threading.Thread(target=self._write_arrivals, name="gateway-intake", daemon=True)
+                    self._writer.start()
+
+    def _write_arrivals(self) -> None:
+        while (first := self._arrivals.get()) is not None:
+            batch = [first]
+            while len(batch) < MAX_BATCH:
+                try:
+                    arrival = self._arrivals.get_nowait()
+                except queue.Empty:
+                    break
+                if arrival is None:  # closing: store this batch, then stop
+                    self._arrivals.put(None)
+                    break
+                batch.append(arrival)
+            try:
+                results: list[Stored | BaseException] = list(self._store_batch([a.envelope for a in batch]))
+            except IntegrityError:  # another process stored one of these ids meanwhile: one at a time
+                results = [self._store_alone(a.envelope) for a in batch]
+            except Exception as exc:  # the database is down …: every sender hears of it (a webhook answers 500)
+                logger.error("gateway.intake_failed messages=%d %s", len(batch), type(exc).__name__, exc_info=exc)
+                results = [exc] * len(batch)
+            for arrival, result in zip(batch, results):
+                try:
+                    arrival.loop.call_soon_threadsafe(_settle, arrival.future, result)
+                except RuntimeError:  # the sender's event loop has closed (a shutdown): nobody is waiting
+                    pass
+
+    def _store_alone(self, envelope: Envelope) -> Stored | BaseException:
+        try:
+            return self._store_user_message(envelope)
+        except Exception as exc:
+            return exc
+
+    def _store_batch(self, envelopes: list[Envelope]) -> list[Stored]:
+        """Store several messages in one transaction; a message id stored before (a retry), or twice in the batch,
+        is stored once."""
+        results: list[Stored | None] = [None] * len(envelopes)
+        with self.sessions() as session:
+            keys = {(e.conversation_id, e.message_id) for e in envelopes if e.message_id is not None}
+            known = {(conversation, client): id_ for conversation, client, id_ in session.execute(
+                select(ChatMessage.conversation_id, ChatMessage.client_id, ChatMessage.id)
+                .where(tuple_(ChatMessage.conversation_id, ChatMessage.client_id).in_(list(keys))))} if keys else {}
+            new: list[tuple[int, ChatMessage]] = []
+            batch_keys: set[tuple[str, str]] = set()
+            for n, envelope in enumerate(envelopes):
+                key = (envelope.conversation_id, envelope.message_id)
+                if envelope.message_id is not None and key in known:
+                    results[n] = (None, self._replies_to(session, known[key]))
+                elif envelope.message_id is not None and key in batch_keys:
+                    results[n] = (None, [])  # a retry that arrived with its original: not answered yet
+                else:
+                    if envelope.message_id is not None:
+                        batch_keys.add(key)  # type: ignore[arg-type]
+                    message = self._user_message(envelope)
+                    session.add(message)
+                    new.append((n, message))
+            session.commit()
+            for n, message in new:
+                results[n] = (message.id, [])
+        return results  # type: ignore[return-value]
 
     async def answer(self, envelope: Envelope, stored: int) -> list[dict[str, Any]]:
         """Route a stored message to the desk or the bot; store and return the replies."""
@@ -82,13 +170,16 @@ class Gateway:
             replies = [{"text": t} for t in result.replies] + replies
         return await asyncio.to_thread(self.store_replies, envelope, stored, kind, replies)
 
-    def _store_user_message(self, envelope: Envelope) -> tuple[int | None, list[dict[str, Any]]]:
+    @staticmethod
+    def _user_message(envelope: Envelope) -> ChatMessage:
+        return ChatMessage(conversation_id=envelope.conversation_id, kind="user", text=envelope.text,
+                           channel=envelope.channel, client_id=envelope.message_id, created_at=utcnow(),
+                           payload={"asr_confidence": envelope.metadata["asr_confidence"]}
+                           if "asr_confidence" in envelope.metadata else None)
+
+    def _store_user_message(self, envelope: Envelope) -> Stored:
         with self.sessions() as session:
-            message = ChatMessage(conversation_id=envelope.conversation_id, kind="user", text=envelope.text,
-                                  channel=envelope.channel,
-                                  client_id=envelope.message_id, created_at=utcnow(),
-                                  payload={"asr_confidence": envelope.metadata["asr_confidence"]}
-                                  if "asr_confidence" in envelope.metadata else None)
+            message = self._user_message(envelope)
             session.add(message)
             try:
                 session.commit()
@@ -164,3 +255,12 @@ class Gateway:
                         and event["message"]["kind"] in USER_VISIBLE:
                     return await asyncio.to_thread(self.history, conversation_id, after)
             return []
+
+
+def _settle(future: asyncio.Future[Stored], result: Stored | BaseException) -> None:
+    if future.done():  # the sender went away (a cancelled request): the message is stored all the same
+        return
+    if isinstance(result, BaseException):
+        future.set_exception(result)
+    else:
+        future.set_result(result)

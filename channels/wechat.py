@@ -210,8 +210,7 @@ class WeChatChannel:
             text = strip_control(incoming.text).strip()
             if not text:
                 return None
-            picked = await self.state.gateway.in_intake(self._picked, conversation_of(incoming.openid), text)
-            return self._make(incoming, picked or text, {"button": True} if picked else {})
+            return self._make(incoming, text, {})
         if incoming.kind == "voice":
             recognised = strip_control(incoming.recognition or "").strip()
             if recognised:
@@ -258,6 +257,10 @@ class WeChatChannel:
             async with lock:
                 if "media_id" in envelope.metadata and not await self._recognise(envelope, stored):
                     return
+                picked = None if {"event", "menu"} & envelope.metadata.keys() else await asyncio.to_thread(
+                    self._picked, envelope.conversation_id, envelope.text, stored)
+                if picked:  # the transcript keeps what the user typed ("1"); the bot gets the button's payload
+                    envelope.text, envelope.metadata["button"] = picked, True
                 replies = await self.state.gateway.answer(envelope, stored)
                 logger.info("wechat.handled openid=%s message=%s replies=%s", openid, envelope.message_id,
                             len(replies))
@@ -299,14 +302,17 @@ class WeChatChannel:
         await asyncio.to_thread(self.state.gateway.revise_user_message, stored, text, result.confidence)
         return True
 
-    def _picked(self, conversation_id: str, text: str) -> str | None:
+    def _picked(self, conversation_id: str, text: str, stored: int) -> str | None:
         """The payload of a button the user picked by number or title: buttons of the latest outgoing message that
-        has any since the user last wrote."""
+        has any since the user's message before this one (message ``stored``). Read when the message is answered,
+        not when it arrives: one user's messages are answered in order, so the answer to the previous message,
+        with its buttons, is stored by then, even when the user typed "1" before it was delivered."""
         if len(text) > 32:
             return None
         with self.state.sessionmaker() as session:
             last_user = session.scalar(select(func.max(ChatMessage.id)).where(
-                ChatMessage.conversation_id == conversation_id, ChatMessage.kind == "user")) or 0
+                ChatMessage.conversation_id == conversation_id, ChatMessage.kind == "user",
+                ChatMessage.id < stored)) or 0
             rows = session.scalars(select(ChatMessage).where(
                 ChatMessage.conversation_id == conversation_id, ChatMessage.kind.in_(OUTGOING_KINDS),
                 ChatMessage.id > last_user, ChatMessage.payload.is_not(None))

