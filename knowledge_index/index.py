@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from knowledge_index import reranker as reranking
+from knowledge_index import signals
 from knowledge_index.analysis import Analyzer
 from knowledge_index.artifacts import staged_directory
 from knowledge_index.corpus import Corpus, Entry
@@ -84,6 +85,10 @@ class Candidate:
     answer: float = 0.0  # cosine between the query and the entry's answer text
     coverage: float = 0.0  # share of the query's words (idf-weighted) the entry contains; unknown words count against
     dense_margin: float = 0.0  # dense score minus the best dense score of any other entry
+    unknown: float = 0.0  # the idf-weighted share of the query's words no entry contains (same for every candidate)
+    tax_mismatch: float = 0.0  # share of the taxes the query names that the entry, about other taxes, never mentions
+    rate_mismatch: float = 0.0  # the query states a rate (3%, 3个点) the entry never states
+    future: float = 0.0  # the query asks for a prediction or about a coming year (same for every candidate)
     hybrid: float | None = None  # the hybrid model's log-odds, set with ``rerank`` (scoring.rerank)
     rerank: float | None = None  # the reranker's log-odds that the entry answers the query, for the top few only
 
@@ -354,6 +359,8 @@ class KnowledgeIndex:
         self._idf = np.log(1 + (documents - frequencies + 0.5) / (frequencies + 0.5)).astype(np.float32)
         self._unseen_idf = float(np.log(1 + (documents + 0.5) / 0.5))
         self.by_id = {entry.id: entry for entry in self.entries}
+        # per entry: the taxes it names and the rates it states (signals.py)
+        self._signals = [(signals.taxes_named(t), signals.rates(t)) for t in map(signals.entry_text, self.entries)]
         self._answer_row = {int(r[0]): row for row, r in enumerate(rows) if r[1] == "answer"}
         self.reranker: reranking.Reranker | None = None
         if load_reranker and self.meta.reranker:
@@ -398,6 +405,15 @@ class KnowledgeIndex:
                 covered += weight * (holders[at] == candidates)
         return {int(n): float(c / total) for n, c in zip(candidates, covered)}
 
+    def _unknown(self, tokens: list[str]) -> float:
+        """The idf-weighted share of the query's words (not bigrams) that no entry contains. ``coverage`` counts
+        them against every entry alike; this tells the model how much of the query is words the knowledge base
+        never uses (a subject it lacks, or colloquial words, typos and recognition errors)."""
+        words = [t for t in tokens if not t.startswith("#")]
+        known = [float(self._idf[self._vocabulary[w]]) for w in words if w in self._vocabulary]
+        missing = self._unseen_idf * (len(words) - len(known))
+        return missing / (missing + sum(known)) if words else 0.0
+
     def _dense_scores(self, query: str, vector: np.ndarray | None = None) -> tuple[dict[int, float], np.ndarray]:
         if vector is None:
             vector = self.encoder.encode_queries([query])
@@ -440,6 +456,9 @@ class KnowledgeIndex:
             numbers = [n for n in numbers if self.entries[n].effective_to is None or self.entries[n].effective_to >= day]
         coverage = self._coverage(tokens, numbers)
         answer = self._answer_scores(vector, numbers)
+        unknown = self._unknown(tokens)
+        taxes, rates = signals.taxes_named(query), signals.rates(query)
+        future = signals.future(query, today or date.today())
         ordered = sorted(dense.values(), reverse=True)
         best, second = (ordered + [floor, floor])[:2]
         return [
@@ -452,6 +471,10 @@ class KnowledgeIndex:
                 answer=answer[n],
                 coverage=coverage[n],
                 dense_margin=dense.get(n, floor) - (second if dense.get(n, floor) >= best else best),
+                unknown=unknown,
+                tax_mismatch=signals.tax_mismatch(taxes, self._signals[n][0]),
+                rate_mismatch=signals.rate_mismatch(rates, self._signals[n][1]),
+                future=future,
             )
             for n in numbers
         ]

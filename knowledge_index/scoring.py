@@ -1,9 +1,11 @@
 """Ranking and confidence: how the two retrievers' scores become one calibrated probability.
 
-Each candidate entry gets features (dense cosine, lexical match share, and the reciprocal of its rank in each
-retriever, the signal reciprocal-rank fusion uses). A logistic model turns them into P(entry answers the query);
-its weights and the answer threshold are fitted by ``./taxbot kb calibrate`` on the development set
-(``knowledge_index/eval/dev.yml``), never on the evaluation set, and stored per encoder in ``calibration.json``.
+Each candidate entry gets features: dense cosine, lexical match share, the reciprocal of its rank in each
+retriever (the signal reciprocal-rank fusion uses), and what the similarities cannot see (``signals.py``): a tax
+or a rate the question names that the entry does not, words no entry uses, a question about the future. A
+logistic model turns them into P(entry answers the query); its weights and the answer threshold are fitted by
+``./taxbot kb calibrate`` on the development set (``knowledge_index/eval/dev_*.yml``), never on the evaluation set,
+and stored per encoder in ``calibration.json``.
 The same module scores "dense only" and "BM25 only" (one feature each) so ``kb eval`` can compare them.
 
 ``hybrid+rerank`` (when the index has a reranker, ``reranker.py``): the hybrid ranking's top few candidates are
@@ -35,7 +37,8 @@ Mode = Literal["hybrid", "dense", "bm25", "hybrid+rerank"]
 MODES: tuple[Mode, ...] = ("bm25", "dense", "hybrid")
 RERANK: Mode = "hybrid+rerank"  # measured and calibrated besides MODES when the index has a reranker
 FEATURES: dict[str, tuple[str, ...]] = {
-    "hybrid": ("dense", "lexical", "dense_rr", "lexical_rr", "coverage", "dense_margin", "answer"),
+    "hybrid": ("dense", "lexical", "dense_rr", "lexical_rr", "coverage", "dense_margin", "answer",
+               "tax_mismatch", "rate_mismatch", "unknown", "future"),
     "dense": ("dense",),
     "bm25": ("lexical",),
     RERANK: ("hybrid", "rerank"),
@@ -51,6 +54,10 @@ def features(candidate: Candidate, mode: Mode) -> list[float]:
         "coverage": candidate.coverage,
         "dense_margin": candidate.dense_margin,
         "answer": candidate.answer,
+        "tax_mismatch": candidate.tax_mismatch,
+        "rate_mismatch": candidate.rate_mismatch,
+        "unknown": candidate.unknown,
+        "future": candidate.future,
         "hybrid": candidate.hybrid or 0.0,
         "rerank": candidate.rerank or 0.0,
     }
@@ -77,7 +84,8 @@ class ModeCalibration:
 
 # Hand-set starting points, used only until `kb calibrate` has fitted the configured encoder.
 UNCALIBRATED = {
-    "hybrid": ModeCalibration(bias=-14.0, weights=(12.0, 6.0, 1.0, 1.0, 1.0, 10.0, 1.0), threshold=0.5),
+    "hybrid": ModeCalibration(bias=-14.0, weights=(12.0, 6.0, 1.0, 1.0, 1.0, 10.0, 1.0, -2.0, -1.0, -2.0, -2.0),
+                              threshold=0.5),
     "dense": ModeCalibration(bias=-17.0, weights=(20.0,), threshold=0.5),
     "bm25": ModeCalibration(bias=-4.0, weights=(8.0,), threshold=0.5),
     RERANK: ModeCalibration(bias=0.0, weights=(0.5, 0.5), threshold=0.5),
@@ -102,8 +110,11 @@ def load_calibration(encoder: str, path: Path = CALIBRATION_FILE) -> Calibration
         stored = json.loads(path.read_text(encoding="utf-8")).get(encoder)
     except FileNotFoundError:
         stored = None
-    if not stored:
-        logger.warning("kb.uncalibrated encoder=%s: run ./taxbot kb calibrate", encoder)
+    stale = [name for name, m in (stored or {}).get("modes", {}).items()
+             if name in FEATURES and len(m["weights"]) != len(FEATURES[name])]
+    if not stored or stale:  # fitted for another feature set: its weights would be read against the wrong features
+        logger.warning("kb.uncalibrated encoder=%s%s: run ./taxbot kb calibrate", encoder,
+                       f" (stale fit for {', '.join(stale)})" if stale else "")
         return Calibration(encoder=encoder, modes=dict(UNCALIBRATED))
     modes = {
         name: ModeCalibration(bias=m["bias"], weights=tuple(m["weights"]), threshold=m["threshold"],
