@@ -39,12 +39,14 @@ POLICY_TURNS = ["个税起征点是多少", "专票开错了怎么红冲", "年�
 class FakeWeChatApi(BaseHTTPRequestHandler):
     """WeChat's token and customer-service endpoints, answering at once (what they are sent is not measured)."""
 
-    def do_GET(self) -> None:  # noqa: N802
-        self._json({"access_token": "bench-token", "expires_in": 7200})
+    TOKEN = {"access_token": "bench-token", "expires_in": 7200}
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:  # noqa: N802 (GET /cgi-bin/token)
+        self._json(self.TOKEN)
+
+    def do_POST(self) -> None:  # noqa: N802 (POST /cgi-bin/stable_token, /cgi-bin/message/custom/send)
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self._json({"errcode": 0, "errmsg": "ok"})
+        self._json(self.TOKEN if self.path.startswith("/cgi-bin/stable_token") else {"errcode": 0, "errmsg": "ok"})
 
     def _json(self, body: dict) -> None:
         data = json.dumps(body).encode()

@@ -83,6 +83,7 @@ class WeChatConfig:
     aes_key: bytes | None  # safe mode when set
     api_base: str
     max_skew: int
+    stable_token: bool = True
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WeChatConfig | None:
@@ -100,7 +101,8 @@ class WeChatConfig:
             except ValueError as exc:
                 raise ValueError(f"TAXBOT_WECHAT_AES_KEY: {exc}") from None
         return cls(settings.wechat_token.get_secret_value(), settings.wechat_app_id, secret, key,
-                   settings.wechat_api_base, settings.wechat_max_clock_skew_seconds)
+                   settings.wechat_api_base, settings.wechat_max_clock_skew_seconds,
+                   settings.wechat_token_api == "stable")
 
 
 # ------------------------------------------------------------------------------------------------ outgoing
@@ -158,7 +160,8 @@ def make_sender(settings: Settings) -> Sender | None:
     if config is None:
         return None
     redact_http_logs()
-    return CustomerServiceSender(WeChatApi(config.api_base, config.app_id, config.app_secret))
+    return CustomerServiceSender(WeChatApi(config.api_base, config.app_id, config.app_secret,
+                                           stable_token=config.stable_token))
 
 
 # ------------------------------------------------------------------------------------------------ incoming

@@ -2,6 +2,11 @@
 before it expires, and customer-service text messages (客服消息) with WeChat's error codes mapped to
 ``DeliveryFailed`` (permanent or worth retrying).
 
+The token comes from the stable-token endpoint by default (``POST /cgi-bin/stable_token``, getStableAccessToken):
+while a token is valid, every caller gets that same token, so several service replicas share one instead of each
+fetch replacing the token the others hold, as ``GET /cgi-bin/token`` does. Its force-refresh mode (20 a day, meant
+for a leaked token) is never used: after 40001/42001 a plain call returns the token in force.
+
 wechatpy's ``WeChatClient`` covers the same endpoints but is synchronous (requests); the outbox is async, so the
 two calls are written here.
 """
@@ -55,8 +60,9 @@ class WeChatApi:
     """One per app: holds the access_token (one fetch at a time, shared by every send) and a connection pool."""
 
     def __init__(self, base_url: str, app_id: str, app_secret: str, timeout: float = 10.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, stable_token: bool = True) -> None:
         self.base_url, self.app_id, self._secret = base_url.rstrip("/"), app_id, app_secret
+        self.stable_token = stable_token
         self.timeout, self.clock = timeout, clock
         self._token: str | None = None
         self._expires_at = 0.0
@@ -98,8 +104,11 @@ class WeChatApi:
         async with self._bound()[1]:
             if self._token and self.clock() < self._expires_at:
                 return self._token
-            answer = await self._call("GET", "/cgi-bin/token", {"grant_type": "client_credential",
-                                                                "appid": self.app_id, "secret": self._secret})
+            credentials = {"grant_type": "client_credential", "appid": self.app_id, "secret": self._secret}
+            if self.stable_token:
+                answer = await self._call("POST", "/cgi-bin/stable_token", {}, {**credentials, "force_refresh": False})
+            else:
+                answer = await self._call("GET", "/cgi-bin/token", credentials)
             token, expires_in = answer.get("access_token"), answer.get("expires_in")
             if not isinstance(token, str) or not token:
                 errcode = answer.get("errcode")

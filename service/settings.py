@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     wechat_app_secret: SecretStr | None = None
     wechat_aes_key: SecretStr | None = None
     wechat_api_base: str = "https://api.weixin.qq.com"
+    # "stable": POST /cgi-bin/stable_token, every replica gets the same access_token; "classic": GET /cgi-bin/token,
+    # where each fetch replaces the token the other replicas hold (right for a single process only)
+    wechat_token_api: Literal["stable", "classic"] = "stable"
     wechat_max_clock_skew_seconds: int = 300  # a signed request older than this is refused (replay)
     # Web chat
     webchat_messages_per_minute: int = 20  # per browser session

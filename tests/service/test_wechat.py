@@ -394,6 +394,31 @@ def test_token_fetched_once_for_concurrent_sends_and_refreshed_before_expiry(fak
     assert fake.token_requests == 2 and [code for _, code in fake.attempts] == [0] * 12
 
 
+def test_replicas_share_the_stable_token_where_classic_fetches_replace_each_other(fake: FakeWeChat) -> None:
+    """Two service replicas, each with its own cache. With the stable-token endpoint (the default) they get the same
+    token and neither send is refused. With the classic endpoint each fetch replaces the token the other holds (at
+    once here; after five minutes at WeChat), so every turn of the other replica costs a refused send and a fetch."""
+    fake.classic_grace = 0.0
+
+    async def turns(first: WeChatApi, second: WeChatApi) -> None:
+        for n in range(3):
+            await first.send_text(ALICE, f"甲{n}")
+            await second.send_text(ALICE, f"乙{n}")
+
+    one, two = WeChatApi(fake.url, APP_ID, APP_SECRET), WeChatApi(fake.url, APP_ID, APP_SECRET)
+    asyncio.run(turns(one, two))
+    assert fake.token_requests == 2 and [code for _, code in fake.attempts] == [0] * 6
+    assert one._token == two._token
+
+    fake.attempts.clear()
+    fake.token_requests = 0
+    one = WeChatApi(fake.url, APP_ID, APP_SECRET, stable_token=False)
+    two = WeChatApi(fake.url, APP_ID, APP_SECRET, stable_token=False)
+    asyncio.run(turns(one, two))
+    assert len(fake.texts_for(ALICE)) == 12  # delivered all the same, after renewing
+    assert 40001 in [code for _, code in fake.attempts] and fake.token_requests > 2
+
+
 def test_send_errors_mapped(fake: FakeWeChat) -> None:
     api = WeChatApi(fake.url, APP_ID, APP_SECRET)
     fake.queued_errors = [-1]  # system busy: worth another try later
