@@ -34,6 +34,7 @@ import logging
 import re
 import secrets
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any, Literal
@@ -155,13 +156,68 @@ class RateLimiter:
             self._counted.pop(key, None)
 
 
+# Check every window and count the message under every key in one step, on Redis's clock, so replicas cannot both
+# let through the message that fills a window. KEYS: the windows, then the key of the counted message id (always
+# last; unused when ARGV[2] is "0"). ARGV: window seconds, "1"/"0" (a message id), a unique member, the limits.
+_REDIS_ALLOW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local window = tonumber(ARGV[1])
+local windows = #KEYS - 1
+local counted = KEYS[#KEYS]
+if ARGV[2] == '1' and redis.call('EXISTS', counted) == 1 then return '0' end
+local wait = 0
+for i = 1, windows do
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now - window)
+  if redis.call('ZCARD', KEYS[i]) >= tonumber(ARGV[3 + i]) then
+    local oldest = redis.call('ZRANGE', KEYS[i], 0, 0, 'WITHSCORES')
+    wait = math.max(wait, tonumber(oldest[2]) + window - now)
+  end
+end
+if wait > 0 then return tostring(wait) end
+for i = 1, windows do
+  redis.call('ZADD', KEYS[i], now, ARGV[3])
+  redis.call('EXPIRE', KEYS[i], math.ceil(window))
+end
+if ARGV[2] == '1' then redis.call('SET', counted, '1', 'EX', math.ceil(window)) end
+return '0'
+"""
+
+
+class RedisRateLimiter:
+    """The same limits as ``RateLimiter``, kept in Redis (``TAXBOT_REDIS_URL``), so several service replicas share
+    them instead of each allowing the full rate. When Redis cannot be reached the message goes (a limit is
+    protection; the chat itself does not depend on Redis) and the failure is logged."""
+
+    def __init__(self, url: str, prefix: str = "taxbot:webchat:rate:") -> None:
+        import redis  # imported here: only scale-out deployments need it
+
+        self.prefix = prefix
+        self._client = redis.Redis.from_url(url, socket_timeout=2)
+        self._allow = self._client.register_script(_REDIS_ALLOW)
+
+    def allow(self, limits: Iterable[tuple[str, int]], message_id: str | None = None) -> float:
+        limits = list(limits)
+        first = limits[0][0] if limits else ""
+        keys = [self.prefix + key for key, _limit in limits]
+        keys.append(f"{self.prefix}counted:{first}:{message_id or ''}")
+        member = uuid.uuid4().hex
+        try:
+            wait = self._allow(keys=keys, args=[WINDOW, "1" if message_id else "0", member,
+                                                *(limit for _key, limit in limits)])
+        except Exception as exc:
+            logger.warning("webchat.rate_limit_unavailable %s", type(exc).__name__)
+            return 0.0
+        return float(wait)
+
+
 class Hub:
     """What the web chat keeps per app: the rate limiter, one lock per conversation (a conversation's messages
     reach the bot one at a time, in order, whichever of its connections they arrive on), and the tasks still
     answering a message whose connection has gone."""
 
-    def __init__(self) -> None:
-        self.limiter = RateLimiter()
+    def __init__(self, redis_url: str | None = None) -> None:
+        self.limiter: RateLimiter | RedisRateLimiter = RedisRateLimiter(redis_url) if redis_url else RateLimiter()
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
         self.background: set[asyncio.Task[None]] = set()
 
@@ -183,7 +239,7 @@ class Hub:
 def hub_of(app: FastAPI) -> Hub:
     hub = getattr(app.state, "webchat", None)
     if hub is None:
-        hub = app.state.webchat = Hub()
+        hub = app.state.webchat = Hub(app.state.settings.redis_url)
     return hub
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -16,7 +17,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from starlette.websockets import WebSocketDisconnect
 
-from channels.webchat import STATIC, RateLimiter
+from channels.webchat import STATIC, RateLimiter, RedisRateLimiter, hub_of
 from service.models import ChatMessage
 from tests.service.desk_support import RecordingBot, case_of, handoff, login, make_user, use_bot
 
@@ -274,6 +275,38 @@ def test_rate_limiter_window_slides() -> None:
     assert limiter.allow(limits, "3") == pytest.approx(30.0)
     now[0] += 30.5
     assert limiter.allow(limits, "3") == 0
+
+
+def redis_url() -> str:
+    import redis
+
+    url = "redis://127.0.0.1:6379/0"
+    try:
+        redis.Redis.from_url(url, socket_timeout=2).ping()
+    except redis.exceptions.ConnectionError as exc:
+        pytest.skip(f"Redis unreachable at {url}: {exc}")
+    return url
+
+
+def test_replicas_share_the_rate_limit_through_redis() -> None:
+    """Two replicas with TAXBOT_REDIS_URL: the limits are counted once for both, a re-sent message id is not
+    counted again, and a Redis that cannot be reached lets messages through instead of stopping the chat."""
+    prefix = f"taxbot:test:{uuid.uuid4().hex}:"
+    one, two = (RedisRateLimiter(redis_url(), prefix=prefix) for _ in range(2))
+    limits = [("session:s", 3), ("ip:a", 10)]
+    assert one.allow(limits, "1") == 0 and two.allow(limits, "2") == 0 and one.allow(limits, "3") == 0
+    assert 59 < two.allow(limits, "4") <= 60 and 59 < one.allow(limits, "4") <= 60
+    assert two.allow(limits, "2") == 0  # the reconnecting client re-sends "2": already counted
+    other = [("session:t", 3), ("ip:a", 10)]  # the same address, another session: 3 of its 10 are used
+    assert all(one.allow(other, f"t{n}") == 0 for n in range(3)) and one.allow(other, "t3") > 0
+    assert two.allow([("session:u", 5), ("ip:a", 6)], "u0") > 0  # the address's own window is full at 6
+    down = RedisRateLimiter("redis://127.0.0.1:9/0", prefix=prefix)
+    assert down.allow(limits, "5") == 0
+
+
+def test_the_web_chat_keeps_its_limits_in_redis_when_configured(make_client: Callable[..., TestClient]) -> None:
+    client = make_client(redis_url=redis_url())
+    assert isinstance(hub_of(client.app).limiter, RedisRateLimiter)  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------- people
