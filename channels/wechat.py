@@ -246,9 +246,24 @@ class WeChatChannel:
                         text=text, message_id=incoming.message_id, metadata=metadata)
 
     def spawn(self, envelope: Envelope) -> None:
-        task = asyncio.create_task(self._answer(envelope))
+        self._keep(asyncio.create_task(self._answer(envelope)))
+
+    def _keep(self, task: asyncio.Task[Any]) -> None:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+
+    async def take(self, incoming: Incoming) -> None:
+        """Store what arrived and start answering it, as one step a cancelled request cannot cut in two: were the
+        webhook's handler cancelled between the two, the message would be stored and never answered (WeChat's
+        retry finds it stored and is not answered either)."""
+        async def store_then_answer() -> None:
+            envelope = await self.accept(incoming)  # stored before WeChat hears "success": nothing is lost
+            if envelope is not None:
+                self.spawn(envelope)
+
+        step = asyncio.create_task(store_then_answer())
+        self._keep(step)
+        await asyncio.shield(step)
 
     async def _answer(self, envelope: Envelope) -> None:
         """One user's messages are answered one at a time, in the order they arrived (a lock's waiters are FIFO)."""
@@ -403,7 +418,5 @@ async def receive(request: Request, channel: Channel) -> PlainTextResponse:
         log = logger.warning if isinstance(exc, (BadSignature, PlaintextRefused)) else logger.info
         log("wechat.refused reason=%s", exc.code)
         raise
-    envelope = await channel.accept(incoming)  # stored before WeChat hears "success": nothing accepted is lost
-    if envelope is not None:
-        channel.spawn(envelope)
+    await channel.take(incoming)
     return PlainTextResponse("success")

@@ -663,6 +663,32 @@ def test_parsing_refuses_dtds_and_reads_wechat_messages() -> None:
                                                       "<Content><a>1</a></Content>").encode())
 
 
+def test_a_cancelled_webhook_still_answers_what_it_stored(make_wechat: Callable[..., tuple[TestClient, ScriptedBot]],
+                                                         fake: FakeWeChat) -> None:
+    """The handler cancelled while the message is being stored (the connection dropped): the message is stored
+    and answered all the same, once."""
+    client, bot = make_wechat()
+    push(client, text_xml(BOB, "先打个招呼", 12_000))
+    settle(client)
+    channel = client.app.state.wechat  # type: ignore[attr-defined]
+
+    async def cancelled() -> None:
+        request = asyncio.create_task(channel.take(read_message(text_xml(ALICE, "你好", 12_001).encode())))
+        await asyncio.sleep(0)  # the request is inside take(), waiting for the message to be stored
+        request.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await request
+        while channel.tasks:
+            await asyncio.sleep(0.02)
+
+    asyncio.run(cancelled())
+    settle(client)
+    assert [text for conversation, text, *_ in bot.sent if conversation == f"wx-{ALICE}"] == ["你好"]
+    push(client, text_xml(ALICE, "你好", 12_001))  # WeChat's retry: already answered
+    settle(client)
+    assert len(fake.texts_for(ALICE)) == 1
+
+
 def test_a_message_is_stored_before_wechat_hears_success(make_wechat: Callable[..., tuple[TestClient, ScriptedBot]],
                                                          fake: FakeWeChat) -> None:
     client, bot = make_wechat(bot=ScriptedBot(delay=1.0))  # the bot is still thinking when the push is answered
