@@ -200,6 +200,34 @@ def speech_extent(audio: Audio, threshold_dbfs: float = -40.0) -> tuple[float, f
     return loud[0] * frame / audio.rate, (loud[-1] + 1) * frame / audio.rate
 
 
+def voiced_ms(audio: Audio, *, level_dbfs: float = -55.0, flatness: float = 0.35) -> int:
+    """Milliseconds of ``audio`` (20 ms frames at 16 kHz) that are loud enough and have the uneven spectrum of a
+    voice: the spectral flatness of their 150–4000 Hz band (geometric over arithmetic mean of the power) below
+    ``flatness``. White noise and random bytes read as samples are flat (near 1) at any level; speech, even at 8 kHz
+    through G.711 or under noise, is far below. On the evaluation recordings every utterance has at least 240 ms
+    of such frames, down to a one-syllable "是"; white noise and random bytes have none."""
+    samples = resample(audio, 16000).samples.astype(np.float64)
+    frame = 320
+    count = len(samples) // frame
+    if not count:
+        return 0
+    frames = samples[:count * frame].reshape(count, frame)
+    frames -= frames.mean(axis=1, keepdims=True)
+    loud = np.sqrt(np.mean(frames * frames, axis=1)) / 32768.0 > 10.0 ** (level_dbfs / 20.0)
+    if not loud.any():
+        return 0
+    power = np.abs(np.fft.rfft(frames[loud] * np.hanning(frame), axis=1)) ** 2
+    hz = np.fft.rfftfreq(frame, 1 / 16000)
+    band = power[:, (hz >= 150) & (hz <= 4000)] + 1e-12
+    flat = np.exp(np.mean(np.log(band), axis=1)) / np.mean(band, axis=1)
+    return int(np.count_nonzero(flat < flatness)) * 20
+
+
+def is_noise(audio: Audio, min_voiced_ms: int = 60) -> bool:
+    """True when nothing in ``audio`` sounds like a voice (``voiced_ms``): a recognizer given it would only guess."""
+    return voiced_ms(audio) < min_voiced_ms
+
+
 def is_silent(audio: Audio, threshold_dbfs: float = -50.0, *, window_ms: int = 50) -> bool:
     """True if no ``window_ms`` stretch of ``audio`` is louder than ``threshold_dbfs`` (RMS, DC offset removed).
 

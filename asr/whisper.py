@@ -75,8 +75,8 @@ class WhisperEngine(RecognitionEngine):
 
     def transcribe(self, audio: Audio, *, offset: float = 0.0) -> Final:
         empty = Final(text="", confidence=0.0, start=offset, end=offset + audio.seconds, engine=self.name)
-        if audio.seconds < 0.1 or audio_io.is_silent(audio):
-            return empty
+        if audio.seconds < 0.1 or audio_io.is_silent(audio) or audio_io.is_noise(audio):
+            return empty  # Whisper hears words in noise (sampled guesses on its temperature fallback)
         samples = audio_io.resample(audio, SAMPLE_RATE).samples.astype(np.float32) / 32768.0
         if self.grammar:
             # a menu: the phrases as the prompt, then without one (a short word is often dropped with a prompt);

@@ -474,3 +474,22 @@ def test_is_silent(query):
     long_quiet[80000:80000 + 4800] += query.samples[8000:12800]
     assert not audio_io.is_silent(Audio(long_quiet, 16000))
     assert audio_io.is_silent(query, threshold_dbfs=0.0)
+
+
+def test_noise_and_random_bytes_have_no_voiced_frames_speech_does(query: Audio) -> None:
+    """White noise at any level and random bytes read as samples are not a voice; one syllable over a telephone
+    line, or speech under noise, is."""
+    root = Path(__file__).resolve().parents[2] / "asr" / "eval" / "audio"
+    for path in (root / "16k" / "menu-03.flac", root / "8k" / "menu-03.wav", query):
+        sound = path if isinstance(path, Audio) else audio_io.load(path)
+        start = audio_io.speech_extent(sound)[0]  # a voice message that starts with the word
+        trimmed = Audio(sound.samples[int(start * sound.rate):], sound.rate)
+        assert audio_io.voiced_ms(trimmed) >= 200 and not audio_io.is_noise(trimmed)
+    noisy = Audio((query.samples + np.random.default_rng(3).normal(0, 800, len(query.samples))).astype(np.int16),
+                  query.rate)
+    assert not audio_io.is_noise(noisy)
+    for level in (300, 3000, 30000):
+        white = Audio(np.random.default_rng(level).integers(-level, level, 32000).astype(np.int16), 16000)
+        assert audio_io.voiced_ms(white) == 0 and audio_io.is_noise(white)
+    garbage = Audio(np.frombuffer(random.Random(7).randbytes(64000), dtype=np.int16).copy(), 16000)
+    assert audio_io.is_noise(garbage)
