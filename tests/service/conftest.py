@@ -22,6 +22,7 @@ from service.settings import Settings
 from tests.service.service_support import AUTH, TOKEN, CapturingSms
 
 PG_URL = os.environ.get("TAXBOT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("TAXBOT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
@@ -56,6 +57,18 @@ def fresh_database(request: pytest.FixtureRequest, tmp_path_factory: pytest.Temp
     with admin.begin() as connection:
         connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
     admin.dispose()
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """The machine's Redis (the scale-out tests: pub/sub, shared rate limits); skipped when unreachable."""
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_timeout=2).ping()
+    except redis.exceptions.ConnectionError as exc:
+        pytest.skip(f"Redis unreachable at {REDIS_URL} (set TAXBOT_TEST_REDIS_URL): {exc}")
+    return REDIS_URL
 
 
 @pytest.fixture

@@ -277,22 +277,11 @@ def test_rate_limiter_window_slides() -> None:
     assert limiter.allow(limits, "3") == 0
 
 
-def redis_url() -> str:
-    import redis
-
-    url = "redis://127.0.0.1:6379/0"
-    try:
-        redis.Redis.from_url(url, socket_timeout=2).ping()
-    except redis.exceptions.ConnectionError as exc:
-        pytest.skip(f"Redis unreachable at {url}: {exc}")
-    return url
-
-
-def test_replicas_share_the_rate_limit_through_redis() -> None:
+def test_replicas_share_the_rate_limit_through_redis(redis_url: str) -> None:
     """Two replicas with TAXBOT_REDIS_URL: the limits are counted once for both, a re-sent message id is not
     counted again, and a Redis that cannot be reached lets messages through instead of stopping the chat."""
     prefix = f"taxbot:test:{uuid.uuid4().hex}:"
-    one, two = (RedisRateLimiter(redis_url(), prefix=prefix) for _ in range(2))
+    one, two = (RedisRateLimiter(redis_url, prefix=prefix) for _ in range(2))
     limits = [("session:s", 3), ("ip:a", 10)]
     assert one.allow(limits, "1") == 0 and two.allow(limits, "2") == 0 and one.allow(limits, "3") == 0
     assert 59 < two.allow(limits, "4") <= 60 and 59 < one.allow(limits, "4") <= 60
@@ -304,8 +293,9 @@ def test_replicas_share_the_rate_limit_through_redis() -> None:
     assert down.allow(limits, "5") == 0
 
 
-def test_the_web_chat_keeps_its_limits_in_redis_when_configured(make_client: Callable[..., TestClient]) -> None:
-    client = make_client(redis_url=redis_url())
+def test_the_web_chat_keeps_its_limits_in_redis_when_configured(make_client: Callable[..., TestClient],
+                                                                redis_url: str) -> None:
+    client = make_client(redis_url=redis_url)
     assert isinstance(hub_of(client.app).limiter, RedisRateLimiter)  # type: ignore[arg-type]
 
 
