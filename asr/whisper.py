@@ -75,9 +75,12 @@ class WhisperEngine(RecognitionEngine):
 
     def transcribe(self, audio: Audio, *, offset: float = 0.0) -> Final:
         empty = Final(text="", confidence=0.0, start=offset, end=offset + audio.seconds, engine=self.name)
-        if audio.seconds < 0.1 or audio_io.is_silent(audio) or audio_io.is_noise(audio):
+        if audio.seconds < 0.1 or audio_io.is_silent(audio):
+            return empty
+        audio = audio_io.resample(audio, SAMPLE_RATE)  # once: is_noise works at this rate too
+        if audio_io.is_noise(audio):
             return empty  # Whisper hears words in noise (sampled guesses on its temperature fallback)
-        samples = audio_io.resample(audio, SAMPLE_RATE).samples.astype(np.float32) / 32768.0
+        samples = audio.samples.astype(np.float32) / 32768.0
         if self.grammar:
             # a menu: the phrases as the prompt, then without one (a short word is often dropped with a prompt);
             # whatever comes out is matched to the nearest phrase, so Whisper's "no speech" guess is not trusted
