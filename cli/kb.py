@@ -14,7 +14,7 @@ from cli.runtime import fail
 
 USAGE = """用法：./taxbot kb 命令
   build [--force]            检查条目并构建索引（条目和编码器都没变时什么也不做），切换为当前版本
-  search "问题" [-k 5] [--json] 检索，打印前 k 个条目（编号、标题、分数、答复）
+  search "问题" [-k 5] [--json] 检索，打印前 k 个条目（编号、标题、分数、答复；错别字纠正后的问句）
   lint                       检查条目：格式、重复或冲突、缺少引用、已过期、语音答复过长
   eval [--set 文件或通配] [--json] 在评测集（默认 eval/test_*.yml）上比较 BM25、向量和混合检索（Recall@1/5、MRR、拒答）
   calibrate                  用开发集拟合融合权重和答复阈值，写入 knowledge_index/calibration.json
@@ -109,8 +109,11 @@ def main(config: RuntimeConfig, args: list[str]) -> int:
             for s in ranked
         ]
         if ns.json:
-            print(json.dumps({"query": ns.query, "index_version": index.version, "hits": hits}, ensure_ascii=False))
+            print(json.dumps({"query": ns.query, "searched_as": index.corrected(ns.query), "index_version": index.version,
+                              "hits": hits}, ensure_ascii=False))
         else:
+            if (searched := index.corrected(ns.query)) != ns.query:
+                print(f"（按“{searched}”检索）")
             for position, hit in enumerate(hits, start=1):
                 print(f"{position}. [{hit['score']:.3f}] {hit['id']}  {hit['title']}\n   {hit['answer']}")
         return 0

@@ -78,3 +78,7 @@ class Analyzer:
         expanded = [self._canonical[w] for w in words if w in self._canonical]
         bigrams = [f"#{run[i:i + 2]}" for run in _CJK.findall(text) for i in range(len(run) - 1)]
         return words + expanded + bigrams
+
+    def spans(self, text: str) -> list[tuple[str, int, int]]:
+        """jieba's words of ``text`` as written (not normalised), with their character offsets."""
+        return list(self._jieba.tokenize(text))

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from knowledge_index import reranker as reranking
-from knowledge_index import signals
+from knowledge_index import signals, spelling
 from knowledge_index.analysis import Analyzer
 from knowledge_index.artifacts import staged_directory
 from knowledge_index.corpus import Corpus, Entry
@@ -373,6 +373,11 @@ class KnowledgeIndex:
     def version(self) -> str:
         return self.meta.version
 
+    def corrected(self, query: str) -> str:
+        """``query`` with typed typos and recognition homophones of domain words corrected (发漂 → 发票), where the
+        correction gives a word this knowledge base uses (``spelling.py``)."""
+        return spelling.correct(query, self._vocabulary, self.analyzer.spans)
+
     def _lexical_scores(self, tokens: list[str]) -> np.ndarray:
         """BM25 per entry, divided by the most the query could score: the sum of its tokens' idf, where a token
         no entry contains counts with the highest idf. So 1.0 means every query token matched strongly, and
@@ -437,8 +442,11 @@ class KnowledgeIndex:
 
     def candidates(self, query: str, today: date | None = None, *, vector: np.ndarray | None = None) -> list[Candidate]:
         """Entries either retriever proposes, with both scores; unordered (the scorer ranks them). Entries no longer
-        in force are proposed only when the question looks at the past (a year, 以前, 去年 …). ``vector``: the
-        query's embedding when it is already known (1 × dim)."""
+        in force are proposed only when the question looks at the past (a year, 以前, 去年 …). The question is
+        first corrected for typos and homophones of domain words (:meth:`corrected`). ``vector``: the embedding of
+        ``query`` as given, when it is already known (1 × dim); the question is then taken as it is."""
+        if vector is None:
+            query = self.corrected(query)
         dense, vector = self._dense_scores(query, vector)
         tokens = list(dict.fromkeys(self.analyzer.tokens(query)))  # the query's BM25 tokens, once, in order
         lexical = self._lexical_scores(tokens)

@@ -32,6 +32,7 @@ def test_search_json_gives_ranked_entries_with_answers() -> None:
     assert set(top) >= {"id", "title", "score", "answer", "citation"}
     assert "5000" in top["answer"] or "5,000" in top["answer"] or "五千" in top["answer"]
     assert top["score"] >= body["hits"][1]["score"]
+    assert body["query"] == "各税起征点现在是多少钱一个月" and body["searched_as"] == "个税起征点现在是多少钱一个月"
 
 
 def test_lint_passes_and_counts_what_waits_for_review() -> None:

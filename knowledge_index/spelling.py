@@ -1,0 +1,62 @@
+"""Typed typos and recognition homophones in a question, corrected before retrieval.
+
+Taxpayers type 发漂, 退睡, 三方鞋议, 滞纳斤, 小规摸 the way a recogniser hears them; the dense encoder reads such a
+question as being about something else, and BM25 finds only the character bigrams left intact. The speech side
+already corrects exactly these errors (``asr.normalize.correct_tax_terms``: pinyin windows against the tax
+dictionary and the domain lexicon built from the knowledge base and the NLU data); the same corrector runs here on
+every question, typed or spoken.
+
+That corrector was built for recogniser output, where a window that sounds like a domain phrase is usually one.
+Typed text is mostly right as typed, so one more condition keeps a correction: the corrected text must have a word
+of two or more characters, over the changed characters, that the knowledge base itself uses. 发漂 → 发票 and
+鞋议 → 协议 pass; 能绑 → 能帮 (帮 is one character), 再降点 → 再见点 and 挣的 → 真的 (words no entry uses) do not.
+
+Measured on the development set (5-fold cross-validation, 10 repeats; 2026-11-24): 28 of 253 questions changed;
+recall@1 0.980 → 0.988, AUC (right answer above unanswerable) 0.957 → 0.962, unanswerable questions refused while
+at most 5 % of answerable ones are 0.807 → 0.836. About 6 ms a question.
+"""
+from __future__ import annotations
+
+import difflib
+import logging
+from collections.abc import Callable, Container, Iterable
+
+logger = logging.getLogger(__name__)
+
+Tokenize = Callable[[str], Iterable[tuple[str, int, int]]]  # (word, start, end), as jieba's ``tokenize``
+
+
+def _corrector() -> Callable[[str], str] | None:
+    try:
+        from asr.normalize import correct_tax_terms
+    except ImportError:  # the speech package is part of the service; without it questions are taken as typed
+        return None
+    return correct_tax_terms
+
+
+def correct(question: str, vocabulary: Container[str], tokenize: Tokenize,
+            corrector: Callable[[str], str] | None = None) -> str:
+    """``question`` with the corrector's changes kept where the corrected words over them include one of two or
+    more characters in ``vocabulary`` (the index's BM25 words, lower case)."""
+    corrector = corrector or _corrector()
+    if corrector is None or not question:
+        return question
+    try:
+        fixed = corrector(question)
+    except Exception:  # noqa: BLE001 - a corrector fault must not cost the taxpayer an answer; it is logged
+        logger.exception("kb.spelling_failed")
+        return question
+    if fixed == question or len(fixed) != len(question):  # the corrector replaces like for like; anything else: keep
+        return question
+    words = list(tokenize(fixed))
+    kept = list(question)
+    for op, start, end, _, _ in difflib.SequenceMatcher(a=question, b=fixed, autojunk=False).get_opcodes():
+        if op != "replace":
+            continue
+        over = [w for w, s, e in words if s < end and e > start]
+        if any(len(w) >= 2 and w.lower() in vocabulary for w in over):
+            kept[start:end] = fixed[start:end]
+    corrected = "".join(kept)
+    if corrected != question:
+        logger.debug("kb.spelling_corrected changed=%d", sum(a != b for a, b in zip(question, corrected)))
+    return corrected
