@@ -22,6 +22,9 @@ class SpeechSettings(BaseSettings):
     asr_whisper_model: Path | None = None
     asr_whisper_beam_size: int = Field(default=5, ge=1, le=10)
     asr_whisper_compute_type: str = "int8"
+    # Seconds of audio Whisper's encoder reads (asr/whisper.py): unset = its full 30 s window; 10 = a third of the
+    # cost for a short question.
+    asr_whisper_window_seconds: float | None = Field(default=None, ge=1, le=30)
     # A Vosk model directory, e.g. vosk-model-cn-0.22 downloaded by the operator (no Chinese Vosk model is on PyPI).
     asr_vosk_model: Path | None = None
     asr_vosk_server_url: str = "ws://127.0.0.1:2700"

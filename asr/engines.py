@@ -16,7 +16,8 @@ def make_asr(name: str | None = None, settings: SpeechSettings | None = None) ->
     if name == "whisper":
         from asr.whisper import WhisperEngine
         return WhisperEngine(settings.asr_whisper_model, workers=settings.asr_workers, cpu_threads=1,
-                             beam_size=settings.asr_whisper_beam_size, compute_type=settings.asr_whisper_compute_type)
+                             beam_size=settings.asr_whisper_beam_size, compute_type=settings.asr_whisper_compute_type,
+                             window_seconds=settings.asr_whisper_window_seconds)
     if name == "vosk":
         from asr.models import vosk_model_dir
         from asr.vosk_engine import VoskEngine

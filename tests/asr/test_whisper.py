@@ -121,3 +121,37 @@ def test_cli_prints_one_json_object_per_file(tmp_path: Path) -> None:
         assert row["compute_seconds"] > 0 and 0 < row["confidence"] <= 1
     assert "BadAudio" in rows[2]["error"]
     assert done.returncode == 1  # one file could not be read
+
+
+def test_a_window_shortens_what_the_encoder_reads_in_this_thread_only() -> None:
+    import threading
+
+    import faster_whisper.transcribe as transcribe_module
+
+    from asr.whisper import _install_window, _window
+
+    _install_window()
+    pad = transcribe_module.pad_or_trim
+    assert pad.window_aware
+    _install_window()
+    assert transcribe_module.pad_or_trim is pad  # installed once: a second call does not wrap it again
+    short, long = np.zeros((80, 300), np.float32), np.zeros((80, 2800), np.float32)
+    assert pad(short).shape == (80, 3000)  # no window set: Whisper's own 30 s
+    seen: list[tuple[int, int]] = []
+    with _window(10):
+        assert pad(short).shape == (80, 1000)  # 3 s of speech in a 10 s window
+        assert pad(np.zeros((80, 800), np.float32)).shape == (80, 1300)  # 8 s keeps 5 s of silence after it
+        assert pad(long).shape == (80, 3000)  # never more than 30 s
+        other = threading.Thread(target=lambda: seen.append(pad(short).shape))
+        other.start()
+        other.join()
+    assert seen == [(80, 3000)]  # another recognition thread keeps its own setting
+
+
+def test_a_short_window_still_understands_the_questions() -> None:
+    fast = WhisperEngine(window_seconds=10)
+    items = eval_items("policy")[:6]
+    rates = [cer(item["text"], fast.transcribe(eval_audio(item)).text) for item in items]
+    assert sum(rates) / len(rates) <= 0.25, rates
+    with pytest.raises(ValueError):
+        WhisperEngine(window_seconds=0.5)
