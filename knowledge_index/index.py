@@ -32,7 +32,7 @@ import numpy as np
 
 from knowledge_index import reranker as reranking
 from knowledge_index import signals, spelling
-from knowledge_index.analysis import Analyzer
+from knowledge_index.analysis import Analyzer, normalise
 from knowledge_index.artifacts import staged_directory
 from knowledge_index.corpus import Corpus, Entry
 from knowledge_index.encoders import Encoder
@@ -45,6 +45,12 @@ DENSE_CANDIDATES = 64  # vectors fetched per query before they are grouped by en
 LEXICAL_CANDIDATES = 20
 # A question that names a year or says "before" may be about a past standard; any other is about today's rules.
 PAST = re.compile(r"(?:19|20)?\d{2}\s*年|去年|前年|往年|以前|之前|原来|过去|当时|那时|历史")
+_NOT_WORDS = re.compile(r"[\W_]+")
+
+
+def question_key(text: str) -> str:
+    """A question as its words only (width, case, spaces and punctuation folded): 个税起征点是多少？ = 个税起征点是多少."""
+    return _NOT_WORDS.sub("", normalise(text))
 
 
 class KnowledgeIndexError(RuntimeError):
@@ -89,6 +95,7 @@ class Candidate:
     tax_mismatch: float = 0.0  # share of the taxes the query names that the entry, about other taxes, never mentions
     rate_mismatch: float = 0.0  # the query states a rate (3%, 3个点) the entry never states
     future: float = 0.0  # the query asks for a prediction or about a coming year (same for every candidate)
+    asked: bool = False  # the query is one of the entry's own questions (or its title), as an editor wrote it
     hybrid: float | None = None  # the hybrid model's log-odds, set with ``rerank`` (scoring.rerank)
     rerank: float | None = None  # the reranker's log-odds that the entry answers the query, for the top few only
 
@@ -359,6 +366,9 @@ class KnowledgeIndex:
         self._idf = np.log(1 + (documents - frequencies + 0.5) / (frequencies + 0.5)).astype(np.float32)
         self._unseen_idf = float(np.log(1 + (documents + 0.5) / 0.5))
         self.by_id = {entry.id: entry for entry in self.entries}
+        # the editors' own phrasings: a question asked exactly so is that entry's (lint keeps them unique)
+        self._asked = {question_key(text): number for number, entry in enumerate(self.entries)
+                       for text in (entry.title, *entry.questions)}
         # per entry: the taxes it names and the rates it states (signals.py)
         self._signals = [(signals.taxes_named(t), signals.rates(t)) for t in map(signals.entry_text, self.entries)]
         self._answer_row = {int(r[0]): row for row, r in enumerate(rows) if r[1] == "answer"}
@@ -445,8 +455,11 @@ class KnowledgeIndex:
         in force are proposed only when the question looks at the past (a year, 以前, 去年 …). The question is
         first corrected for typos and homophones of domain words (:meth:`corrected`). ``vector``: the embedding of
         ``query`` as given, when it is already known (1 × dim); the question is then taken as it is."""
+        asked = self._asked.get(question_key(query))
         if vector is None:
             query = self.corrected(query)
+        if asked is None:
+            asked = self._asked.get(question_key(query))
         dense, vector = self._dense_scores(query, vector)
         tokens = list(dict.fromkeys(self.analyzer.tokens(query)))  # the query's BM25 tokens, once, in order
         lexical = self._lexical_scores(tokens)
@@ -459,6 +472,8 @@ class KnowledgeIndex:
         dense_rank = {n: rank for rank, n in enumerate(dense, start=1)}
         floor = min(dense.values()) if dense else 0.0  # entries outside the dense list scored at most this
         numbers = list(dense) + [n for n in lexical_rank if n not in dense]
+        if asked is not None and asked not in numbers:
+            numbers.append(asked)
         if not PAST.search(query):
             day = today or date.today()
             numbers = [n for n in numbers if self.entries[n].effective_to is None or self.entries[n].effective_to >= day]
@@ -483,6 +498,7 @@ class KnowledgeIndex:
                 tax_mismatch=signals.tax_mismatch(taxes, self._signals[n][0]),
                 rate_mismatch=signals.rate_mismatch(rates, self._signals[n][1]),
                 future=future,
+                asked=n == asked,
             )
             for n in numbers
         ]

@@ -93,3 +93,17 @@ def test_questions_about_today_do_not_reach_entries_out_of_force(small_index) ->
     past_ids = {c.entry.id for c in small_index.candidates("2021年子女教育每月扣多少", TODAY)}
     assert "fx-child-education-2022" not in today_ids and "fx-child-education" in today_ids
     assert "fx-child-education-2022" in past_ids
+
+
+def test_an_entry_answers_its_own_questions_as_the_editor_wrote_them(small_index, calibration) -> None:
+    hybrid = replace(calibration.modes["hybrid"], threshold=0.999, suggest_threshold=0.999)
+    strict = replace(calibration, modes={**calibration.modes, "hybrid": hybrid})
+    entry = small_index.by_id["fx-basic-deduction"]
+    own = entry.questions[0]
+    for asked in (own, f" {own}？", entry.title):
+        outcome = decide(small_index, strict, asked, intent="ask_policy", today=TODAY)
+        assert outcome.status == "answered" and outcome.chosen.id == "fx-basic-deduction", (asked, outcome.status)
+        assert outcome.confidence == 1.0
+    # a question merely close to it is weighed by the model as before
+    reworded = decide(small_index, strict, own + "来着，我忘了", intent="ask_policy", today=TODAY)
+    assert reworded.status == "no_answer" and reworded.confidence < 0.999
