@@ -33,6 +33,15 @@ def normalise(text: str) -> str:
     return re.sub(r"\s+", " ", unicodedata.normalize("NFKC", text).lower()).strip()
 
 
+_NOT_KEY = re.compile(r"[^0-9a-z\u3400-\u9fff]")
+
+
+def question_key(text: str) -> str:
+    """A question as its digits, letters and Chinese characters (width and case folded, spaces and punctuation
+    dropped): 个税起征点是多少？ and 个税起征点是多少 are one question. Lint keeps these unique across entries."""
+    return _NOT_KEY.sub("", normalise(text))
+
+
 class Analyzer:
     """Turns text into BM25 tokens. Its own jieba tokenizer, so the process-wide one is left alone."""
 

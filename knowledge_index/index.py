@@ -32,7 +32,7 @@ import numpy as np
 
 from knowledge_index import reranker as reranking
 from knowledge_index import signals, spelling
-from knowledge_index.analysis import Analyzer, normalise
+from knowledge_index.analysis import Analyzer, question_key
 from knowledge_index.artifacts import staged_directory
 from knowledge_index.corpus import Corpus, Entry
 from knowledge_index.encoders import Encoder
@@ -45,12 +45,6 @@ DENSE_CANDIDATES = 64  # vectors fetched per query before they are grouped by en
 LEXICAL_CANDIDATES = 20
 # A question that names a year or says "before" may be about a past standard; any other is about today's rules.
 PAST = re.compile(r"(?:19|20)?\d{2}\s*年|去年|前年|往年|以前|之前|原来|过去|当时|那时|历史")
-_NOT_WORDS = re.compile(r"[\W_]+")
-
-
-def question_key(text: str) -> str:
-    """A question as its words only (width, case, spaces and punctuation folded): 个税起征点是多少？ = 个税起征点是多少."""
-    return _NOT_WORDS.sub("", normalise(text))
 
 
 class KnowledgeIndexError(RuntimeError):

@@ -12,7 +12,7 @@ from datetime import date
 from itertools import combinations
 from typing import Literal
 
-from knowledge_index.analysis import normalise
+from knowledge_index.analysis import normalise, question_key
 from knowledge_index.corpus import Corpus
 
 SPOKEN_MAX = 100
@@ -33,7 +33,7 @@ class Finding:
 
 
 def _bigrams(text: str) -> frozenset[str]:
-    text = re.sub(r"[^0-9a-z\u3400-\u9fff]", "", normalise(text))
+    text = question_key(text)
     return frozenset(text[i:i + 2] for i in range(len(text) - 1)) or frozenset({text})
 
 
@@ -42,7 +42,7 @@ _PARTICLES = re.compile(r"请问|一下|的|了|吗|呢|吧|啊|呀|哦|嘛|是"
 
 def _skeleton(text: str) -> str:
     """The question without punctuation and particles: 个税的起征点是多少呀 → 个税起征点多少."""
-    return _PARTICLES.sub("", re.sub(r"[^0-9a-z\u3400-\u9fff]", "", normalise(text)))
+    return _PARTICLES.sub("", question_key(text))
 
 
 def _similar(a: frozenset[str], b: frozenset[str]) -> float:
@@ -77,7 +77,7 @@ def lint(corpus: Corpus, today: date | None = None) -> list[Finding]:
     owner: dict[str, str] = {}
     for entry in corpus.entries:
         for question in entry.questions:
-            key = re.sub(r"[^0-9a-z\u3400-\u9fff]", "", normalise(question))
+            key = question_key(question)
             if key in owner and owner[key] != entry.id:
                 findings.append(Finding("error", entry.id, f"问法「{question}」与 {owner[key]} 重复"))
             owner.setdefault(key, entry.id)
