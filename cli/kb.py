@@ -108,11 +108,12 @@ def main(config: RuntimeConfig, args: list[str]) -> int:
              "answer": s.candidate.entry.answer, "citation": s.candidate.entry.source.cited()}
             for s in ranked
         ]
+        searched = index.corrected(ns.query)
         if ns.json:
-            print(json.dumps({"query": ns.query, "searched_as": index.corrected(ns.query), "index_version": index.version,
+            print(json.dumps({"query": ns.query, "searched_as": searched, "index_version": index.version,
                               "hits": hits}, ensure_ascii=False))
         else:
-            if (searched := index.corrected(ns.query)) != ns.query:
+            if searched != ns.query:
                 print(f"（按“{searched}”检索）")
             for position, hit in enumerate(hits, start=1):
                 print(f"{position}. [{hit['score']:.3f}] {hit['id']}  {hit['title']}\n   {hit['answer']}")
