@@ -17,7 +17,7 @@ def make_asr(name: str | None = None, settings: SpeechSettings | None = None) ->
         from asr.whisper import WhisperEngine
         return WhisperEngine(settings.asr_whisper_model, workers=settings.asr_workers, cpu_threads=1,
                              beam_size=settings.asr_whisper_beam_size, compute_type=settings.asr_whisper_compute_type,
-                             window_seconds=settings.asr_whisper_window_seconds)
+                             window_seconds=settings.asr_whisper_window_seconds, rescore=settings.asr_whisper_rescore)
     if name == "vosk":
         from asr.models import vosk_model_dir
         from asr.vosk_engine import VoskEngine

@@ -2,8 +2,9 @@
 
 Whisper decodes whole utterances, so streaming input goes through the end-pointer in ``asr/streaming.py``: the
 voice-activity detector cuts the caller's speech into utterances and each one is decoded here. Chinese is forced
-(``language="zh"``), a tax-vocabulary prompt steers the decoder towards Simplified characters and tax terms, and the
-output goes through :func:`asr.normalize.normalize` (Traditional → Simplified, numbers → digits, tax terms).
+(``language="zh"``), a tax-vocabulary prompt steers the decoder towards Simplified characters and tax terms, the
+beam's hypotheses are weighed by a character model of the domain's text (``asr/rescoring.py``: 免汽水 → 免契税), and
+the output goes through :func:`asr.normalize.normalize` (Traditional → Simplified, numbers → digits, tax terms).
 
 One model per process; CTranslate2 runs ``workers`` decodes in parallel, each on ``cpu_threads`` threads, so the
 recognition pool (``asr/pool.py``) can share it between calls.
@@ -15,13 +16,18 @@ import logging
 import math
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from asr import audio as audio_io
 from asr.engine_base import RecognitionEngine
 from asr.types import Audio, EngineUnavailable, Final
+
+if TYPE_CHECKING:
+    from asr.rescoring import Rescorer
 
 logger = logging.getLogger(__name__)
 
@@ -43,10 +49,11 @@ MIN_AVG_LOGPROB = -1.2
 # every segment with silence to that length, and the encoder's cost is that of 30 s even for a 2 s question.
 # CTranslate2 accepts a shorter window. ``window_seconds`` sets one: the utterance plus at least PAD_FRAMES of
 # silence, at least the window, at most 30 s. Measured on the evaluation set (83 utterances, mean 3.2 s, one thread,
-# ``./taxbot bench --only speech``, 2026-11-24), 10 s against 30 s: a decode p50 ~230 ms instead of ~730 ms, the text
-# ready 601 ms after the caller stops instead of 1,104 ms; but CER 13.2 / 17.1 / 17.1 % instead of 12.8 / 16.1 /
-# 10.7 % (16 kHz / 8 kHz G.711 / noise), digits in noise worst hit. So it is off unless configured. Too little
-# silence after the speech makes Whisper drop or invent words (1 s of it: CER 38 %).
+# ``./taxbot bench --only speech``, 2026-11-24, with the rescoring and the speculative decode), 10 s against 30 s:
+# a decode p50 ~250 ms instead of ~730 ms, the text ready 455 ms after the caller stops instead of 905 ms; but CER
+# 7.6 / 13.0 / 13.8 % instead of 6.7 / 11.9 / 10.1 % (16 kHz / 8 kHz G.711 / noise), digits in noise worst hit
+# (34 % against 18 %). So it is off unless configured. Too little silence after the speech makes Whisper drop or
+# invent words (1 s of it: CER 38 %).
 FULL_WINDOW_FRAMES = 3000
 FRAMES_PER_SECOND = 100
 PAD_FRAMES = 500
@@ -72,6 +79,56 @@ def _install_window() -> None:
     transcribe_module.pad_or_trim = pad_or_trim
 
 
+# The n-best rescoring (``asr/rescoring.py``): set around a free-dictation decode, read by the model wrapper below.
+_rescorer: contextvars.ContextVar["Rescorer | None"] = contextvars.ContextVar("whisper_rescorer", default=None)
+
+
+@dataclass(frozen=True)
+class _Chosen:
+    """A generation result reduced to the chosen hypothesis: what faster-whisper reads of one."""
+
+    sequences_ids: list
+    scores: list
+    no_speech_prob: float
+
+
+class _RescoringWhisper:
+    """The CTranslate2 Whisper model with its beam search returning the hypothesis the rescorer prefers.
+
+    faster-whisper asks for one hypothesis and reads ``sequences_ids[0]``; while a decode has a rescorer set
+    (:data:`_rescorer`), a beam-search call asks for the whole beam instead, and the chosen hypothesis comes back
+    alone. It comes back with the beam's best score (per token), not its own: faster-whisper's checks on that score
+    decide whether the audio was heard well enough or needs its temperature fallback, which *samples* (a different
+    text on every run); the chosen hypothesis's own, lower score sent more short answers there (a menu CER of 29 %
+    on one run of the evaluation set, 74 % on another). Sampling calls and everything else pass through."""
+
+    def __init__(self, model, tokenizer) -> None:  # noqa: ANN001 - ctranslate2 and faster-whisper objects
+        self._model = model
+        self._tokenizer = tokenizer
+
+    def __getattr__(self, name: str):  # noqa: ANN204
+        return getattr(self._model, name)
+
+    def generate(self, features, prompts, **options):  # noqa: ANN001, ANN201
+        rescorer = _rescorer.get()
+        beam = options.get("beam_size", 1)
+        if rescorer is None or beam < 2 or "sampling_temperature" in options or options.get("num_hypotheses", 1) > 1:
+            return self._model.generate(features, prompts, **options)
+        from asr.rescoring import Hypothesis
+
+        results = self._model.generate(features, prompts, **{**options, "num_hypotheses": beam, "return_scores": True})
+        penalty = options.get("length_penalty", 1.0)
+        chosen = []
+        for result in results:
+            hypotheses = [Hypothesis(self._tokenizer.decode([t for t in tokens if t < self._tokenizer.eot]),
+                                     score * max(1, len(tokens)) ** penalty)
+                          for tokens, score in zip(result.sequences_ids, result.scores)]
+            best = rescorer.choose(hypotheses)
+            chosen.append(_Chosen([result.sequences_ids[best]], [result.scores[0]],
+                                  getattr(result, "no_speech_prob", 0.0)))
+        return chosen
+
+
 @contextmanager
 def _window(seconds: float | None):
     token = _window_frames.set(None if seconds is None else int(seconds * FRAMES_PER_SECOND))
@@ -93,9 +150,9 @@ def _confidence(segments: list) -> float:
 class WhisperEngine(RecognitionEngine):
     name = "whisper"
 
-    def __init__(self, model_dir: Path | None = None, *, workers: int = 1, cpu_threads: int = 1, beam_size: int = 5,
+    def __init__(self, model_dir: Path | None = None, *, workers: int = 1, cpu_threads: int = 1, beam_size: int = 10,
                  compute_type: str = "int8", prompt: str | None = TAX_PROMPT, normalizer=None,
-                 window_seconds: float | None = None) -> None:
+                 window_seconds: float | None = None, rescore: bool = True) -> None:
         super().__init__(language="zh", normalizer=normalizer)
         if window_seconds is not None and not 1 <= window_seconds <= 30:
             raise ValueError(f"window_seconds must be between 1 and 30, not {window_seconds}")
@@ -106,6 +163,8 @@ class WhisperEngine(RecognitionEngine):
         self.beam_size = beam_size
         self.compute_type = compute_type
         self.prompt = prompt
+        self.rescore = rescore  # choose among the beam's hypotheses with the domain model (asr/rescoring.py)
+        self._rescorer: Rescorer | None = None
 
     def _load(self):
         from asr.models import whisper_model_dir
@@ -118,8 +177,16 @@ class WhisperEngine(RecognitionEngine):
         _install_window()
         model = WhisperModel(str(directory), device="cpu", compute_type=self.compute_type,
                              cpu_threads=self.cpu_threads, num_workers=self.workers, local_files_only=True)
-        logger.info("asr.whisper_loaded path=%s seconds=%.2f workers=%d threads=%d", directory,
-                    time.monotonic() - started, self.workers, self.cpu_threads)
+        if self.rescore and self.beam_size > 1:
+            from faster_whisper.tokenizer import Tokenizer
+
+            from asr.rescoring import Rescorer
+
+            self._rescorer = Rescorer(self.normalize)
+            tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language="zh")
+            model.model = _RescoringWhisper(model.model, tokenizer)
+        logger.info("asr.whisper_loaded path=%s seconds=%.2f workers=%d threads=%d rescoring=%s", directory,
+                    time.monotonic() - started, self.workers, self.cpu_threads, self._rescorer is not None)
         return model
 
     def transcribe(self, audio: Audio, *, offset: float = 0.0) -> Final:
@@ -141,7 +208,11 @@ class WhisperEngine(RecognitionEngine):
                 if text:
                     break
         else:
-            kept = self._decode(samples, self.prompt if audio.seconds >= SHORT_SECONDS else None)
+            token = _rescorer.set(self._rescorer)  # free dictation: the domain model picks among the beam
+            try:
+                kept = self._decode(samples, self.prompt if audio.seconds >= SHORT_SECONDS else None)
+            finally:
+                _rescorer.reset(token)
             raw = "".join(seg.text.strip() for seg in kept)
             text = self.normalize(raw) if raw else ""
         if not text:

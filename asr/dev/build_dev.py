@@ -124,7 +124,8 @@ def transcribe(items: list[dict[str, str]]) -> dict:
     known = {item["id"]: item for item in data["items"]}
     settings = speech_settings()
     engine = WhisperEngine(settings.asr_whisper_model, beam_size=settings.asr_whisper_beam_size,
-                           compute_type=settings.asr_whisper_compute_type, normalizer=lambda text: text)
+                           compute_type=settings.asr_whisper_compute_type, normalizer=lambda text: text,
+                           rescore=False)  # the beam's first hypothesis: what the normaliser alone works on
     out = []
     for number, item in enumerate(items, 1):
         old = known.get(item["id"])
@@ -163,19 +164,26 @@ def score(data: dict, normalizer=None) -> dict[str, float]:
     return result
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m asr.dev.build_dev", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--score", action="store_true", help="only score the kept transcripts")
+def kept_or_decoded(argv: list[str] | None, *, prog: str, doc: str, kept: Path, decode, what: str) -> dict:  # noqa: ANN001
+    """The dev tools' command line: with ``--score``, the data kept in ``kept``; otherwise the questions, synthesised
+    where their audio is missing, decoded by ``decode`` (which keeps its result)."""
+    parser = argparse.ArgumentParser(prog=prog, description=doc.split("\n\n")[0])
+    parser.add_argument("--score", action="store_true", help=f"only score the kept {what}")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
     if args.score:
-        data = json.loads(TRANSCRIPTS.read_text(encoding="utf-8"))
-    else:
-        started = time.monotonic()
-        items = select_questions()
-        synthesize(items)
-        data = transcribe(items)
-        logger.info("dev.done items=%d seconds=%.1f", len(items), time.monotonic() - started)
+        return json.loads(kept.read_text(encoding="utf-8"))
+    started = time.monotonic()
+    items = select_questions()
+    synthesize(items)
+    data = decode(items)
+    logger.info("dev.done items=%d seconds=%.1f", len(items), time.monotonic() - started)
+    return data
+
+
+def main(argv: list[str] | None = None) -> int:
+    data = kept_or_decoded(argv, prog="python -m asr.dev.build_dev", doc=__doc__, kept=TRANSCRIPTS, decode=transcribe,
+                           what="transcripts")
     print(json.dumps({"items": len(data["items"]), "cer_raw_clean": score(data, _clean_only()),
                       "cer_normalized": score(data)}, ensure_ascii=False))
     return 0
