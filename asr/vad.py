@@ -172,6 +172,18 @@ class Endpointer:
         return self._utterance is not None
 
     @property
+    def trailing_silence_ms(self) -> int:
+        """Non-speech since the open utterance's last speech frame (0 when no utterance is open)."""
+        return self._silence_frames * self.frame_ms if self._utterance is not None else 0
+
+    def open_utterance(self) -> tuple[bytes, float, float] | None:
+        """The open utterance so far: (PCM, its start, the end of its speech so far; seconds of stream time), or None.
+        If it ends without more speech, :class:`UtteranceEnded` will carry the same speech end."""
+        if self._utterance is None:
+            return None
+        return bytes(self._utterance), self._seconds(self._utterance_offset), self._seconds(self._speech_end)
+
+    @property
     def noise_floor_dbfs(self) -> float:
         """The current noise-floor estimate (dBFS); -inf before the first frame."""
         return min(self._noise) if self._noise else float("-inf")

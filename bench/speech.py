@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import threading
 import time
@@ -28,7 +27,6 @@ sys.path.insert(0, str(ROOT))
 
 from asr import audio as audio_io  # noqa: E402
 from asr.metrics import comparable, edit_distance  # noqa: E402
-from asr.types import Audio, Final  # noqa: E402
 from bench.nlu_parse import percentile  # noqa: E402
 
 EVAL = ROOT / "asr" / "eval"
@@ -105,9 +103,15 @@ def menu_accuracy(engine, items: list[dict]) -> dict:
             "false_accepts": round(false / max(1, other), 3), "other_recordings": other}
 
 
-def endpointing(engine, items: list[dict]) -> dict:
+def endpointing(engine, items: list[dict], paced_seconds: float = 1.0) -> dict:
     """Stream each recording (plus 1.5 s of silence) in 20 ms chunks; when does the end-pointer fire, and when is the
-    decoded text there, counted from the end of the speech."""
+    decoded text there, counted from the end of the speech.
+
+    The last ``paced_seconds`` of speech and the silence after it are fed in real time, and the text's arrival is
+    read off the clock, so a decode that starts while the end-pointer still waits (speculative decoding,
+    ``asr/streaming.py``) counts as it would on a call, and so does one started for a pause in those last moments
+    and then dropped. What comes before is fed at once and its decodes are let finish first: on a call they would
+    have had that time."""
     from asr.streaming import SegmentingStream
 
     detect, final = [], []
@@ -116,19 +120,24 @@ def endpointing(engine, items: list[dict]) -> dict:
         if path is None:
             continue
         audio = audio_io.resample(audio_io.load(path), 16000)
-        end = audio_io.speech_extent(audio)[1]
+        end = 0.5 + audio_io.speech_extent(audio)[1]  # stream time, after the leading silence
         pcm = np.concatenate([np.zeros(8000, np.int16), audio.samples, np.zeros(24000, np.int16)]).astype("<i2").tobytes()
         stream = SegmentingStream(engine, 16000, partial_interval_ms=0)
         chunk = 640
-        for offset in range(0, len(pcm), chunk):
+        paced_from = max(0, int((end - paced_seconds) * 16000) * 2 // chunk * chunk)
+        stream.feed(pcm[:paced_from])
+        stream.settle()
+        began = time.monotonic() - paced_from / 2 / 16000  # wall time of stream time 0
+        for offset in range(paced_from, len(pcm), chunk):
+            pause = began + offset / 2 / 16000 - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
             decodes = len(stream.decode_seconds)
-            results = stream.feed(pcm[offset:offset + chunk])
-            if len(stream.decode_seconds) > decodes:  # an utterance closed in this chunk
-                closed_at = (offset + chunk) / 2 / 16000 - 0.5  # stream time, minus the leading silence
-                detect.append((closed_at - end) * 1000)
-                final.append((closed_at - end + stream.decode_seconds[-1]) * 1000)
-                if any(isinstance(r, Final) for r in results):
-                    break
+            stream.feed(pcm[offset:offset + chunk])
+            if len(stream.decode_seconds) > decodes:  # an utterance closed in this chunk, and its text is there
+                detect.append(((offset + chunk) / 2 / 16000 - end) * 1000)  # stream time: when the end-pointer fired
+                final.append((time.monotonic() - (began + end)) * 1000)  # the clock: when the text was there
+                break
         stream.finish()
     return {"endpoint_detect_ms_p50": round(percentile(detect, 50)), "endpoint_detect_ms_p95": round(percentile(detect, 95)),
             "final_after_speech_end_ms_p50": round(percentile(final, 50)),
