@@ -38,7 +38,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import yaml
 
@@ -191,23 +191,34 @@ def _segmenter():
     return tokenizer
 
 
+def misspelling_fixer(misspellings: dict[str, str]) -> Callable[[str], str]:
+    """A function that cleans a text (``asr.normalize.clean``) and replaces the deliberate misspellings in it by their
+    right spelling (longest first)."""
+    from asr.normalize import clean
+
+    pattern = (re.compile("|".join(map(re.escape, sorted(misspellings, key=len, reverse=True))))
+               if misspellings else None)
+
+    def fix(text: str) -> str:
+        text = clean(text) if not text.isascii() else text
+        return pattern.sub(lambda m: misspellings[m.group(0)], text) if pattern else text
+
+    return fix
+
+
 def build_lexicon(texts: Iterable[str], *, misspellings: dict[str, str] | None = None,
                   dictionary: Path = TAX_DICTIONARY) -> DomainLexicon:
     """Count words and phrases in ``texts`` (misspellings replaced first)."""
-    from asr.normalize import canonical_tax_terms, clean
+    from asr.normalize import canonical_tax_terms
 
-    misspellings = dict(misspellings or {})
-    fixer = (re.compile("|".join(map(re.escape, sorted(misspellings, key=len, reverse=True))))
-             if misspellings else None)
+    fix = misspelling_fixer(dict(misspellings or {}))
     tokenizer = _segmenter()
     words: Counter[str] = Counter()
     grams: Counter[str] = Counter()
     split: dict[str, tuple[str, ...]] = {}
     total = 0
     for text in texts:
-        text = clean(text) if not text.isascii() else text
-        if fixer:
-            text = fixer.sub(lambda m: misspellings[m.group(0)], text)
+        text = fix(text)
         for run in _HAN_RUN.findall(text):
             tokens = tokenizer.lcut(run, HMM=False)
             total += len(tokens)

@@ -92,18 +92,13 @@ def domain_texts(*, exclude: frozenset[str] = frozenset()) -> list[str]:
     """The knowledge base's and the NLU examples' text, misspellings fixed, as compared (no punctuation, digits as
     digits: the form normalised recognition output takes). ``exclude``: knowledge-base questions left out (the
     development set is scored with a model that has not read its questions)."""
-    from asr.lexicon import kb_texts, misspelling_map, nlu_texts
+    from asr.lexicon import kb_texts, misspelling_fixer, misspelling_map, nlu_texts
     from asr.metrics import comparable
-    from asr.normalize import clean
 
-    misspellings = misspelling_map()
-    fixer = re.compile("|".join(map(re.escape, sorted(misspellings, key=len, reverse=True)))) if misspellings else None
+    fix = misspelling_fixer(misspelling_map())
     texts = []
     for text in kb_texts(exclude=exclude) + nlu_texts():
-        text = clean(text)
-        if fixer:
-            text = fixer.sub(lambda m: misspellings[m.group(0)], text)
-        texts += [part for part in map(comparable, re.split(r"[。；;！!？?\n]", text)) if part]
+        texts += [part for part in map(comparable, re.split(r"[。；;！!？?\n]", fix(text))) if part]
     return texts
 
 

@@ -164,6 +164,15 @@ def score(data: dict, normalizer=None) -> dict[str, float]:
     return result
 
 
+def held_out_corrector(questions: frozenset[str]):  # noqa: ANN201 - an asr.lexicon.PhraseCorrector
+    """The phrase corrector over a lexicon built without ``questions``: the development set's honest numbers (the
+    evaluation questions are not in the knowledge base either)."""
+    from asr import lexicon as lx
+
+    return lx.make_corrector(lx.build_lexicon(lx.kb_texts(exclude=questions) + lx.nlu_texts(),
+                                              misspellings=lx.misspelling_map()))
+
+
 def kept_or_decoded(argv: list[str] | None, *, prog: str, doc: str, kept: Path, decode, what: str) -> dict:  # noqa: ANN001
     """The dev tools' command line: with ``--score``, the data kept in ``kept``; otherwise the questions, synthesised
     where their audio is missing, decoded by ``decode`` (which keeps its result)."""

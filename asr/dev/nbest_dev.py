@@ -17,7 +17,7 @@ import sys
 from functools import lru_cache
 from pathlib import Path
 
-from asr.dev.build_dev import CONDITIONS, kept_or_decoded, load_audio
+from asr.dev.build_dev import CONDITIONS, held_out_corrector, kept_or_decoded, load_audio
 
 logger = logging.getLogger(__name__)
 
@@ -70,8 +70,7 @@ def score(data: dict) -> dict:
 
     items = data["items"]
     questions = frozenset(item["text"] for item in items)
-    held_out = lx.make_corrector(lx.build_lexicon(lx.kb_texts(exclude=questions) + lx.nlu_texts(),
-                                                  misspellings=lx.misspelling_map()))
+    held_out = held_out_corrector(questions)
     model = CharacterModel(domain_texts(exclude=questions))
     rows = []  # (reference, [(hypothesis, normalised)])
     with lx.use_corrector(held_out):

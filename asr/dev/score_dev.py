@@ -17,7 +17,7 @@ import statistics
 import sys
 import time
 
-from asr.dev.build_dev import CONDITIONS, TRANSCRIPTS
+from asr.dev.build_dev import CONDITIONS, TRANSCRIPTS, held_out_corrector
 from asr.metrics import comparable, edit_distance
 
 
@@ -60,8 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     warm_up()
     questions = frozenset(item["text"] for item in items)
     started = time.perf_counter()
-    held_out = lx.make_corrector(lx.build_lexicon(lx.kb_texts(exclude=questions) + lx.nlu_texts(),
-                                                  misspellings=lx.misspelling_map()))
+    held_out = held_out_corrector(questions)
     build_seconds = time.perf_counter() - started
     report: dict = {"items": len(items), "held_out_build_s": round(build_seconds, 2)}
     for condition in CONDITIONS:
