@@ -85,14 +85,15 @@ class SegmentingStream:
         """Start decoding the open utterance if the caller has been silent long enough and nothing is decoding it."""
         if not self.speculate_ms or self.endpointer.trailing_silence_ms < self.speculate_ms:
             return
+        speech_end = self.endpointer.speech_end
+        if self._speculation is not None:
+            if self._speculation[0] == speech_end:
+                return  # already decoding this speech: no copy of the audio on every chunk of the silence
+            self._drop()
         snapshot = self.endpointer.open_utterance()
         if snapshot is None:
             return
-        pcm, start, speech_end = snapshot
-        if self._speculation is not None:
-            if self._speculation[0] == speech_end:
-                return  # already decoding this speech
-            self._drop()
+        pcm, start = snapshot
         if self._speculator is None:
             self._speculator = ThreadPoolExecutor(max_workers=1, thread_name_prefix="asr-speculate")
         audio = Audio.from_pcm(pcm, self.vad_rate)

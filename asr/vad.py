@@ -176,12 +176,17 @@ class Endpointer:
         """Non-speech since the open utterance's last speech frame (0 when no utterance is open)."""
         return self._silence_frames * self.frame_ms if self._utterance is not None else 0
 
-    def open_utterance(self) -> tuple[bytes, float, float] | None:
-        """The open utterance so far: (PCM, its start, the end of its speech so far; seconds of stream time), or None.
-        If it ends without more speech, :class:`UtteranceEnded` will carry the same speech end."""
+    @property
+    def speech_end(self) -> float | None:
+        """Where the open utterance's speech ends so far (seconds of stream time), or None when none is open. If it
+        ends without more speech, :class:`UtteranceEnded` carries the same ``speech_end``."""
+        return self._seconds(self._speech_end) if self._utterance is not None else None
+
+    def open_utterance(self) -> tuple[bytes, float] | None:
+        """A copy of the open utterance so far, and its start (seconds of stream time); None when none is open."""
         if self._utterance is None:
             return None
-        return bytes(self._utterance), self._seconds(self._utterance_offset), self._seconds(self._speech_end)
+        return bytes(self._utterance), self._seconds(self._utterance_offset)
 
     @property
     def noise_floor_dbfs(self) -> float:

@@ -74,10 +74,11 @@ def score(data: dict) -> dict:
     model = CharacterModel(domain_texts(exclude=questions))
     rows = []  # (reference, [(hypothesis, normalised)])
     with lx.use_corrector(held_out):
+        normalized = lru_cache(maxsize=None)(normalize)  # the grid below normalises the same hypotheses again
         for item in items:
             for condition in CONDITIONS:
                 beam = [Hypothesis(text, logprob) for text, logprob in item["hypotheses"][condition]]
-                rows.append((comparable(item["text"]), [(h, comparable(normalize(h.text))) for h in beam]))
+                rows.append((comparable(item["text"]), [(h, comparable(normalized(h.text))) for h in beam]))
         chars = sum(len(ref) for ref, _ in rows)
 
         def cer(pick) -> float:  # noqa: ANN001
@@ -87,7 +88,6 @@ def score(data: dict) -> dict:
                   "best_possible": round(sum(min(edit_distance(ref, b[1]) for b in beam) if beam else len(ref)
                                              for ref, beam in rows) / chars, 4),
                   "grid": {}}
-        normalized = lru_cache(maxsize=None)(normalize)  # the grid normalises the same hypotheses again and again
         for weight in LM_WEIGHTS:
             for bonus in LENGTH_BONUSES:
                 rescorer = Rescorer(normalized, model, lm_weight=weight, length_bonus=bonus)
