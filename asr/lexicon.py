@@ -22,7 +22,9 @@ entry's probability mixing jieba's general dictionary frequency (the background)
 
 Building takes about a second of segmentation; the result is cached on disk as JSON (no pickle) under
 ``$TAXBOT_CACHE_DIR/asr-lexicon/`` (default ``~/.cache/taxbot``), keyed by a hash of the source files and
-:data:`BUILD_VERSION`, so it is rebuilt exactly when the sources change.
+:data:`BUILD_VERSION`, so it is rebuilt exactly when the sources change. A running process checks the sources every
+:data:`REFRESH_SECONDS` and swaps in the new lexicon in the background (:class:`SourceWatch`), so an editor's entry
+reaches speech recognition without a restart.
 """
 from __future__ import annotations
 
@@ -33,6 +35,7 @@ import math
 import os
 import re
 import threading
+import time
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -50,6 +53,8 @@ NLU_DATA = ROOT / "nlu_data"
 TAX_DICTIONARY = NLU_DATA / "dictionary" / "tax_terms.txt"
 BUILD_VERSION = 5
 MIN_PHRASE_COUNT = 3
+# How often a long-running process checks whether the knowledge base or the NLU data changed (SourceWatch).
+REFRESH_SECONDS = 30.0
 MAX_PHRASE_WORDS = 4
 MAX_PHRASE_CHARS = 8
 # Domain counts weigh as much, in total, as this many times the whole of jieba's general dictionary.
@@ -75,9 +80,8 @@ def tone_pinyin(run: str) -> tuple[str, ...]:
 # Sources
 
 
-def source_files(root: Path = ROOT) -> list[Path]:
-    return (sorted((root / "knowledge_index" / "entries").glob("*.yml")) + sorted((root / "nlu_data").glob("*.yml"))
-            + [root / "nlu_data" / "dictionary" / "tax_terms.txt"])
+def source_files() -> list[Path]:
+    return sorted(KB_ENTRIES.glob("*.yml")) + sorted(NLU_DATA.glob("*.yml")) + [TAX_DICTIONARY]
 
 
 def sources_hash(files: Iterable[Path]) -> str:
@@ -88,10 +92,10 @@ def sources_hash(files: Iterable[Path]) -> str:
     return digest.hexdigest()[:20]
 
 
-def kb_texts(directory: Path = KB_ENTRIES, *, exclude: frozenset[str] = frozenset()) -> list[str]:
+def kb_texts(directory: Path | None = None, *, exclude: frozenset[str] = frozenset()) -> list[str]:
     """Titles, questions, answers and spoken variants of the knowledge base (``exclude``: questions left out)."""
     texts = []
-    for path in sorted(directory.glob("*.yml")):
+    for path in sorted((directory or KB_ENTRIES).glob("*.yml")):
         for entry in yaml.safe_load(path.read_text(encoding="utf-8")) or []:
             if not isinstance(entry, dict):
                 continue
@@ -100,9 +104,9 @@ def kb_texts(directory: Path = KB_ENTRIES, *, exclude: frozenset[str] = frozense
     return [text for text in texts if text]
 
 
-def nlu_documents(directory: Path = NLU_DATA) -> list[dict]:
+def nlu_documents(directory: Path | None = None) -> list[dict]:
     documents = []
-    for path in sorted(directory.glob("*.yml")):
+    for path in sorted((directory or NLU_DATA).glob("*.yml")):
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         documents.extend(item for item in data.get("nlu") or [] if isinstance(item, dict))
     return documents
@@ -113,17 +117,18 @@ def _examples(item: dict) -> list[str]:
     return [_ANNOTATION.sub(r"\1", line.strip()[2:].strip()) for line in lines if line.strip().startswith("- ")]
 
 
-def nlu_texts(directory: Path = NLU_DATA) -> list[str]:
+def nlu_texts(directory: Path | None = None) -> list[str]:
     """The intent examples, entity annotations stripped ([个税](tax_type) → 个税)."""
     return [text for item in nlu_documents(directory) if "intent" in item for text in _examples(item)]
 
 
-def misspelling_map(directory: Path = NLU_DATA, dictionary: Path = TAX_DICTIONARY) -> dict[str, str]:
+def misspelling_map(directory: Path | None = None, dictionary: Path | None = None) -> dict[str, str]:
     """Deliberate misspellings → the right spelling that sounds the same: synonym examples and tax-dictionary entries
     that are not words (of jieba's dictionary, the canonical tax terms, or a synonym's own name) while another
     spelling of their group with the same pinyin is."""
     from asr.normalize import _is_dictionary_word, _pinyin, canonical_tax_terms
 
+    dictionary = dictionary or TAX_DICTIONARY
     canonical_terms = canonical_tax_terms(dictionary)
     groups = [[str(item["synonym"])] + _examples(item) for item in nlu_documents(directory) if "synonym" in item]
     dictionary_words = [line.split()[0] for line in dictionary.read_text(encoding="utf-8").splitlines()
@@ -250,8 +255,63 @@ def cache_directory() -> Path:
     return Path(os.environ.get("TAXBOT_CACHE_DIR") or Path.home() / ".cache" / "taxbot").expanduser() / "asr-lexicon"
 
 
-@lru_cache(maxsize=1)
-def domain_lexicon() -> DomainLexicon:
+class SourceWatch:
+    """A value built from the project's sources (:func:`source_files`), built again when they change: an editor's
+    new knowledge-base entry reaches speech recognition without a restart, as it reaches retrieval.
+
+    The first :meth:`get` builds it. Later ones return the current value at once, and at most every ``interval``
+    seconds start a check on a background thread, which hashes the sources and, if they changed, builds the new value
+    and swaps it in; until then, and if the build fails, the last value keeps serving."""
+
+    def __init__(self, build: Callable[[], object], *, name: str, interval: float = REFRESH_SECONDS,
+                 key: Callable[[], str] | None = None) -> None:
+        self._build = build
+        self._key = key or (lambda: sources_hash(source_files()))
+        self.name = name
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._value: object | None = None
+        self._built_from: str | None = None
+        self._checked = 0.0
+        self._checking: threading.Thread | None = None
+
+    def get(self):  # noqa: ANN201 - whatever ``build`` returns
+        if self._value is None:
+            with self._lock:
+                if self._value is None:
+                    key = self._key()
+                    self._value, self._built_from, self._checked = self._build(), key, time.monotonic()
+            return self._value
+        if time.monotonic() - self._checked >= self.interval and self._checking is None:
+            with self._lock:
+                if self._checking is None:
+                    self._checked = time.monotonic()
+                    self._checking = threading.Thread(target=self._refresh, name=f"asr-refresh-{self.name}",
+                                                      daemon=True)
+                    self._checking.start()
+        return self._value
+
+    def _refresh(self) -> None:
+        try:
+            key = self._key()  # taken before the build: a change made during it is seen by the next check
+            if key != self._built_from:
+                started = time.monotonic()
+                value = self._build()
+                self._value, self._built_from = value, key
+                logger.info("asr.refreshed what=%s key=%s seconds=%.2f", self.name, key, time.monotonic() - started)
+        except Exception:  # noqa: BLE001 - the last build keeps serving; the next check tries again
+            logger.exception("asr.refresh_failed what=%s", self.name)
+        finally:
+            self._checking = None
+
+    def wait(self) -> None:
+        """Wait for a check in flight (tests)."""
+        checking = self._checking
+        if checking is not None:
+            checking.join()
+
+
+def load_lexicon() -> DomainLexicon:
     """The project's lexicon: from the disk cache when the sources are unchanged, else built and cached."""
     with _LOCK:
         files = source_files()
@@ -554,15 +614,18 @@ def make_corrector(lexicon: DomainLexicon) -> PhraseCorrector:
 _override: list[PhraseCorrector] = []
 
 
-@lru_cache(maxsize=1)
-def _project_corrector() -> PhraseCorrector:
-    return make_corrector(domain_lexicon())
+_project = SourceWatch(lambda: make_corrector(load_lexicon()), name="lexicon")
+
+
+def domain_lexicon() -> DomainLexicon:
+    """The project's lexicon as it is now (loaded on first use, built again when the sources change)."""
+    return _project.get().lexicon
 
 
 def phrase_corrector() -> PhraseCorrector:
-    """The corrector over the project's lexicon (built or loaded on first use), unless one is in use through
-    :func:`use_corrector`."""
-    return _override[-1] if _override else _project_corrector()
+    """The corrector over the project's lexicon (loaded on first use, built again when the sources change), unless
+    one is in use through :func:`use_corrector`."""
+    return _override[-1] if _override else _project.get()
 
 
 @contextmanager

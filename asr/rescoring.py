@@ -26,12 +26,12 @@ from __future__ import annotations
 import logging
 import math
 import re
-import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+
+from asr.lexicon import SourceWatch
 
 logger = logging.getLogger(__name__)
 
@@ -102,21 +102,19 @@ def domain_texts(*, exclude: frozenset[str] = frozenset()) -> list[str]:
     return texts
 
 
-_lock = threading.Lock()
-
-
-@lru_cache(maxsize=1)
-def _domain_model() -> CharacterModel:
+def _build_domain_model() -> CharacterModel:
     started = time.monotonic()
     model = CharacterModel(domain_texts())
     logger.info("asr.domain_lm_built counts=%d seconds=%.2f", len(model), time.monotonic() - started)
     return model
 
 
+_project = SourceWatch(_build_domain_model, name="domain-lm")
+
+
 def domain_model() -> CharacterModel:
-    """The project's character model, built once per process."""
-    with _lock:
-        return _domain_model()
+    """The project's character model as it is now (built on first use, built again when the sources change)."""
+    return _project.get()
 
 
 @dataclass(frozen=True)
@@ -134,17 +132,24 @@ class Rescorer:
 
         self._comparable = comparable
         self.normalize = normalize
-        self.model = model or domain_model()
+        self._model = model
         self.lm_weight = lm_weight
         self.length_bonus = length_bonus
 
-    def score(self, hypothesis: Hypothesis) -> float:
+    @property
+    def model(self) -> CharacterModel:
+        """The model given, else the project's as it is now (an editor's new entry counts without a restart)."""
+        return self._model if self._model is not None else domain_model()
+
+    def score(self, hypothesis: Hypothesis, model: CharacterModel | None = None) -> float:
         text = self._comparable(self.normalize(hypothesis.text)) if hypothesis.text.strip() else ""
-        return hypothesis.logprob + self.lm_weight * self.model.logprob(text) + self.length_bonus * len(text)
+        model = self.model if model is None else model
+        return hypothesis.logprob + self.lm_weight * model.logprob(text) + self.length_bonus * len(text)
 
     def choose(self, hypotheses: Sequence[Hypothesis]) -> int:
         """The index of the best hypothesis (the first when there is one, or on a tie)."""
         if len(hypotheses) < 2:
             return 0
-        scores = [self.score(h) for h in hypotheses]
+        model = self.model  # one model for the whole beam, should a refresh swap it meanwhile
+        scores = [self.score(h, model) for h in hypotheses]
         return max(range(len(scores)), key=lambda i: (scores[i], -i))

@@ -42,6 +42,25 @@ def test_the_domain_text_has_no_deliberate_misspellings_and_no_punctuation() -> 
     assert not any(p in joined for p in "，。？！、")
 
 
+def test_a_rescorer_follows_the_projects_model_when_an_editor_adds_an_entry(editable_kb, monkeypatch) -> None:
+    """The engine's rescorer is built once, at load; the model it scores with is the project's as it is now, so a
+    word an editor has just added to the knowledge base starts to win close calls without a restart."""
+    from asr import lexicon as lx
+    from asr import rescoring
+
+    watch = lx.SourceWatch(rescoring._project._build, name="domain-lm", interval=0)  # the project's build
+    monkeypatch.setattr(rescoring, "_project", watch)
+    rescorer = Rescorer(lambda text: text)
+    heard = [Hypothesis("参保金怎么申报", -5.0), Hypothesis("残保金怎么申报", -5.5)]
+    assert rescorer.choose(heard) == 0
+    editable_kb()  # an editor adds an entry about 残保金
+    before = rescorer.model
+    rescorer.choose(heard)  # starts the check
+    watch.wait()
+    assert rescorer.model is not before
+    assert rescorer.choose(heard) == 1
+
+
 def test_the_domain_tips_a_close_call_but_not_a_clear_acoustic_verdict() -> None:
     rescorer = Rescorer(normalize, domain_model())
     heard = [Hypothesis("哪些情况可以绵气水?", -6.0), Hypothesis("哪些情况可以免契税?", -7.5)]
