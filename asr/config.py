@@ -25,6 +25,12 @@ class SpeechSettings(BaseSettings):
     # 5 → 8 took 9.0 / 13.3 / 11.3 % to 7.0 / 12.4 / 10.1 % at 16 kHz / 8 kHz / noise).
     asr_whisper_beam_size: int = Field(default=10, ge=1, le=16)
     asr_whisper_compute_type: str = "int8"
+    # CPU threads per decode. One thread with one worker per core keeps the most callers in real time; a machine
+    # with cores to spare can give each decode more (the README's speech section has the measurements).
+    asr_whisper_threads: int = Field(default=1, ge=1, le=64)
+    # Seed of the sampling in Whisper's temperature fallback (hard audio: short words, noise), so the same audio in
+    # the same order gives the same text from run to run; unset: a random seed.
+    asr_whisper_seed: int | None = Field(default=0, ge=0)
     # Choose among the beam's hypotheses with a character model of the domain's text (asr/rescoring.py).
     asr_whisper_rescore: bool = True
     # Seconds of audio Whisper's encoder reads (asr/whisper.py): unset = its full 30 s window; 10 = a third of the

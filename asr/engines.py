@@ -15,7 +15,8 @@ def make_asr(name: str | None = None, settings: SpeechSettings | None = None) ->
     name = name or settings.asr_engine
     if name == "whisper":
         from asr.whisper import WhisperEngine
-        return WhisperEngine(settings.asr_whisper_model, workers=settings.asr_workers, cpu_threads=1,
+        return WhisperEngine(settings.asr_whisper_model, workers=settings.asr_workers,
+                             cpu_threads=settings.asr_whisper_threads, seed=settings.asr_whisper_seed,
                              beam_size=settings.asr_whisper_beam_size, compute_type=settings.asr_whisper_compute_type,
                              window_seconds=settings.asr_whisper_window_seconds, rescore=settings.asr_whisper_rescore)
     if name == "vosk":

@@ -24,6 +24,7 @@ import numpy as np
 
 from asr import audio as audio_io
 from asr.engine_base import RecognitionEngine
+from asr.metrics import comparable
 from asr.types import Audio, EngineUnavailable, Final
 
 if TYPE_CHECKING:
@@ -43,6 +44,18 @@ SHORT_SECONDS = 1.6
 # Whisper invents text on silence and noise; below these it is treated as "no speech".
 NO_SPEECH_THRESHOLD = 0.6
 MIN_AVG_LOGPROB = -1.2
+# Whisper's temperature fallback (taken when the beam's reading scores low) *samples*, and on a short, unclear word
+# the samples are worse than the beam: 对 (0.86 s) came back as "19-2012-21191919…" in one run of the evaluation set
+# and as 作词作曲作 (a subtitle credit) in another, where the beam alone reads 对; 0 as 林 where the beam reads 零. So
+# an utterance shorter than SHORT_SECONDS is decoded by the beam alone. A longer one keeps the fallback (it is how
+# Whisper gets out of a repetition loop), but text longer than anybody says in that time (about nine syllables a
+# second, a syllable normalising to a character or two: 一万五千元 → 15000元) is decoded again by the beam alone,
+# and dropped if still too long. The evaluation recordings' fastest rate is 4.8 characters a second.
+MAX_CHARS = 4
+MAX_CHARS_PER_SECOND = 12
+# The decode itself stops at twice that many tokens (a loop at beam 10 would run to Whisper's 448), up to this: a
+# prompt takes at most 227 of the 448, and a long window is left its usual length.
+MAX_NEW_TOKENS = 220
 
 
 # Whisper's encoder reads a 30 s window (3000 feature frames) whatever the utterance's length: faster-whisper pads
@@ -152,7 +165,7 @@ class WhisperEngine(RecognitionEngine):
 
     def __init__(self, model_dir: Path | None = None, *, workers: int = 1, cpu_threads: int = 1, beam_size: int = 10,
                  compute_type: str = "int8", prompt: str | None = TAX_PROMPT, normalizer=None,
-                 window_seconds: float | None = None, rescore: bool = True) -> None:
+                 window_seconds: float | None = None, rescore: bool = True, seed: int | None = 0) -> None:
         super().__init__(language="zh", normalizer=normalizer)
         if window_seconds is not None and not 1 <= window_seconds <= 30:
             raise ValueError(f"window_seconds must be between 1 and 30, not {window_seconds}")
@@ -164,6 +177,7 @@ class WhisperEngine(RecognitionEngine):
         self.compute_type = compute_type
         self.prompt = prompt
         self.rescore = rescore  # choose among the beam's hypotheses with the domain model (asr/rescoring.py)
+        self.seed = seed
         self._rescorer: Rescorer | None = None
 
     def _load(self):
@@ -175,6 +189,13 @@ class WhisperEngine(RecognitionEngine):
         directory = whisper_model_dir(self.model_dir)
         started = time.monotonic()
         _install_window()
+        if self.seed is not None:
+            # CTranslate2 seeds each of its threads' generators from this the first time the thread samples, so it
+            # is set before the model's threads exist. One worker then gives the same text for the same audio in the
+            # same order, run after run; several workers share the sampling out as the jobs arrive.
+            import ctranslate2
+
+            ctranslate2.set_random_seed(self.seed)
         model = WhisperModel(str(directory), device="cpu", compute_type=self.compute_type,
                              cpu_threads=self.cpu_threads, num_workers=self.workers, local_files_only=True)
         if self.rescore and self.beam_size > 1:
@@ -208,24 +229,42 @@ class WhisperEngine(RecognitionEngine):
                 if text:
                     break
         else:
-            token = _rescorer.set(self._rescorer)  # free dictation: the domain model picks among the beam
-            try:
-                kept = self._decode(samples, self.prompt if audio.seconds >= SHORT_SECONDS else None)
-            finally:
-                _rescorer.reset(token)
-            raw = "".join(seg.text.strip() for seg in kept)
-            text = self.normalize(raw) if raw else ""
+            kept, raw, text = self._dictate(samples, audio.seconds)
         if not text:
             return empty
         return Final(text=text, confidence=_confidence(kept), start=offset, end=offset + audio.seconds,
                      raw_text=raw, engine=self.name)
 
-    def _decode(self, samples: np.ndarray, prompt: str | None, no_speech_threshold: float | None = NO_SPEECH_THRESHOLD) -> list:
+    def _dictate(self, samples: np.ndarray, seconds: float) -> tuple[list, str, str]:
+        """Free dictation: (kept segments, raw text, normalised text). The domain model picks among the beam; a short
+        utterance gets no temperature fallback, and text too long for its audio (a sampled loop) is decoded again by
+        the beam alone, and dropped if still too long."""
+        short = seconds < SHORT_SECONDS
+        prompt = None if short else self.prompt
+        limit = MAX_CHARS + MAX_CHARS_PER_SECOND * seconds
+        tokens = int(2 * limit) if 2 * limit < MAX_NEW_TOKENS else None
+        beam_alone = {"temperature": 0.0}
+        token = _rescorer.set(self._rescorer)
+        try:
+            for options in ((beam_alone,) if short else ({}, beam_alone)):
+                kept = self._decode(samples, prompt, max_new_tokens=tokens, **options)
+                raw = "".join(seg.text.strip() for seg in kept)
+                text = self.normalize(raw) if raw else ""
+                if len(comparable(text)) <= limit:
+                    return kept, raw, text
+                logger.info("asr.whisper_too_long seconds=%.2f chars=%d retry=%s", seconds,
+                            len(comparable(text)), bool(options))
+            return [], "", ""
+        finally:
+            _rescorer.reset(token)
+
+    def _decode(self, samples: np.ndarray, prompt: str | None, no_speech_threshold: float | None = NO_SPEECH_THRESHOLD,
+                **options) -> list:
         with _window(self.window_seconds):  # the segments are decoded as they are iterated: inside the window
             segments, _info = self.model.transcribe(
                 samples, language="zh", task="transcribe", beam_size=self.beam_size, initial_prompt=prompt,
                 condition_on_previous_text=False, without_timestamps=True, vad_filter=False,
-                no_speech_threshold=no_speech_threshold, log_prob_threshold=MIN_AVG_LOGPROB)
+                no_speech_threshold=no_speech_threshold, log_prob_threshold=MIN_AVG_LOGPROB, **options)
             segments = list(segments)
         return [seg for seg in segments if seg.text.strip() and not (
             no_speech_threshold is not None and seg.no_speech_prob > no_speech_threshold and seg.avg_logprob < -0.8)]
@@ -240,8 +279,6 @@ _DIGIT_READINGS = dict(zip("0123456789", "零一二三四五六七八九"))
 
 def _sounds(text: str) -> str:
     from pypinyin import lazy_pinyin
-
-    from asr.metrics import comparable
 
     plain = "".join(_DIGIT_READINGS.get(c, c) for c in comparable(text))
     return " ".join(lazy_pinyin(plain)).replace("yao", "yi")  # 幺 is how callers say 1

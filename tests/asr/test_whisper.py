@@ -155,3 +155,65 @@ def test_a_short_window_still_understands_the_questions() -> None:
     assert sum(rates) / len(rates) <= 0.25, rates
     with pytest.raises(ValueError):
         WhisperEngine(window_seconds=0.5)
+
+
+def test_the_fallback_sampling_is_seeded_so_runs_repeat() -> None:
+    """Whisper's temperature fallback samples; the engine seeds it, so the same audio in the same order gives the
+    same text run after run, and another seed gives other samples."""
+    import ctranslate2
+
+    rng = np.random.default_rng(0)
+    features = ctranslate2.StorageView.from_array((rng.standard_normal((1, 80, 3000)) * 0.3).astype(np.float32))
+    start = [[50258, 50260, 50359, 50363]]  # <|startoftranscript|><|zh|><|transcribe|><|notimestamps|>
+
+    def samples(seed: int | None) -> list[tuple[int, ...]]:
+        model = WhisperEngine(seed=seed, rescore=False).model.model
+        return [tuple(model.generate(features, start, beam_size=1, sampling_temperature=1.0, sampling_topk=0,
+                                     max_length=12)[0].sequences_ids[0]) for _ in range(3)]
+
+    first = samples(7)
+    assert samples(7) == first
+    assert samples(8) != first
+    assert len(set(first)) > 1  # really sampled: one seed's draws differ from each other
+
+
+def test_a_short_answer_is_read_by_the_beam_alone_and_a_loop_is_read_again(monkeypatch) -> None:
+    """Whisper's temperature fallback samples: on a short word the samples are worse than the beam (作词作曲 for 对),
+    so a short utterance is decoded without the fallback; on a longer one, text longer than anyone says in that time
+    (a sampled loop) is decoded again by the beam alone, and dropped if the beam loops too."""
+    from types import SimpleNamespace
+
+    engine = WhisperEngine(rescore=False, normalizer=lambda text: text)
+    calls: list[dict] = []
+    replies: dict[str, str] = {}
+
+    def decode(samples, prompt, no_speech_threshold=None, **options):  # noqa: ANN001, ANN202
+        calls.append({"prompt": prompt, **options})
+        text = replies["beam" if options.get("temperature") == 0.0 else "fallback"]
+        return [SimpleNamespace(text=text, avg_logprob=-0.3, no_speech_prob=0.05)]
+
+    monkeypatch.setattr(engine, "_decode", decode)
+    loop = "作词作曲" * 20
+    short = eval_audio(next(i for i in eval_items("menu") if i["text"] == "对"))
+    question = eval_audio(eval_items("policy")[0])
+    assert short.seconds < 1.6 <= question.seconds
+
+    replies.update(fallback=loop, beam="对")
+    assert engine.transcribe(short).text == "对"
+    assert len(calls) == 1 and calls[0]["temperature"] == 0.0 and calls[0]["prompt"] is None
+    assert calls[0]["max_new_tokens"] < 40  # a loop stops early instead of running to 448 tokens
+
+    calls.clear()
+    replies.update(fallback=loop, beam="个人所得税怎么申报")
+    assert engine.transcribe(question).text == "个人所得税怎么申报"
+    assert [c.get("temperature") for c in calls] == [None, 0.0]  # the fallback allowed, then the beam alone
+    assert calls[0]["prompt"] == engine.prompt
+
+    calls.clear()
+    replies.update(fallback="个人所得税怎么申报", beam=loop)
+    assert engine.transcribe(question).text == "个人所得税怎么申报" and len(calls) == 1  # plausible: read once
+
+    calls.clear()
+    replies.update(fallback=loop, beam=loop)
+    result = engine.transcribe(question)
+    assert result.text == "" and result.confidence == 0.0 and len(calls) == 2
