@@ -52,7 +52,8 @@ def make_engine(name: str, workers: int = 1):
     return make_asr(name, settings)
 
 
-def accuracy(engine, items: list[dict], condition: str) -> tuple[dict, dict[str, str]]:
+def accuracy(engine, items: list[dict], condition: str, raw: list[str] | None = None) -> tuple[dict, dict[str, str]]:
+    """CER and real-time factor on one condition; the recogniser's raw texts are appended to ``raw``."""
     edits = chars = 0
     per_kind: dict[str, list[int]] = {}
     audio_seconds = compute_seconds = wall_seconds = 0.0
@@ -74,10 +75,30 @@ def accuracy(engine, items: list[dict], condition: str) -> tuple[dict, dict[str,
         kind[0] += distance
         kind[1] += len(ref)
         heard[item["id"]] = result.text
+        if raw is not None:
+            raw.append(result.raw_text or result.text)
     return ({"cer": round(edits / max(1, chars), 4), "rtf_one_core": round(compute_seconds / max(audio_seconds, 1e-9), 3),
              "rtf_wall": round(wall_seconds / max(audio_seconds, 1e-9), 3),
              "files": len(heard), "audio_s": round(audio_seconds, 1),
              "cer_by_kind": {k: round(e / max(1, c), 4) for k, (e, c) in sorted(per_kind.items())}}, heard)
+
+
+def postprocessing_latency(raw_texts: list[str]) -> dict:
+    """Milliseconds of ``asr.normalize.normalize`` (the text pass after every decode: Traditional → Simplified,
+    numbers, tax terms, domain phrases) per recognised utterance, p50 / p95. Each text is made new (a character
+    appended) so no cache of a whole utterance helps."""
+    from asr.normalize import normalize
+
+    normalize("预热")  # the lexicon and the corrector load outside the measurement
+    timings = []
+    for number, text in enumerate(t for t in raw_texts if t):
+        fresh = f"{text}{'的了吗呢吧啊哦嗯呀啦么嘛'[number % 12]}"
+        started = time.perf_counter()
+        normalize(fresh)
+        timings.append(1000 * (time.perf_counter() - started))
+    if not timings:
+        return {"texts": 0}
+    return {"texts": len(timings), "p50_ms": round(percentile(timings, 50), 3), "p95_ms": round(percentile(timings, 95), 3)}
 
 
 def menu_accuracy(engine, items: list[dict]) -> dict:
@@ -232,12 +253,15 @@ def main() -> int:
         engine = make_engine(name)
         engine.transcribe(audio_io.load(recording(items[0], "16k")))  # load and warm up outside the measurement
         heard16: dict[str, str] = {}
+        raw: list[str] = []
         for condition in CONDITIONS:
-            numbers, heard = accuracy(engine, items, condition)
+            numbers, heard = accuracy(engine, items, condition, raw)
             if condition == "16k":
                 heard16 = heard
             results[f"asr_{name}_{condition}"] = numbers
             print(f"[speech] {name} {condition}: {numbers}", flush=True)
+        results[f"asr_{name}_postprocessing"] = postprocessing_latency(raw)
+        print(f"[speech] {name} text post-processing: {results[f'asr_{name}_postprocessing']}", flush=True)
         if hasattr(engine, "with_grammar"):
             results[f"asr_{name}_menus"] = menu_accuracy(engine, items)
             print(f"[speech] {name} menus: {results[f'asr_{name}_menus']}", flush=True)

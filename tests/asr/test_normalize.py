@@ -1,8 +1,6 @@
 """asr.normalize: raw recogniser text → what the assistant reads. Each stage on its own, then the whole."""
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from asr.normalize import (
@@ -164,18 +162,6 @@ def test_correct_text_is_left_alone(text):
     assert correct_tax_terms(text) == text
 
 
-def test_tax_correction_is_fast():
-    sentence = "我想问一下住房贷款利新的专项附加扣除怎么申报个人所得睡，三千五百元"
-    timings = []
-    for i in range(50):
-        text = sentence + "第" + str(i)  # a new string each time: no cache hit on the whole utterance
-        started = time.perf_counter()
-        correct_tax_terms(text)
-        timings.append(time.perf_counter() - started)
-    timings.sort()
-    assert timings[len(timings) // 2] < 0.002
-
-
 # --- stage 3: numbers ------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("spoken, expected", [
@@ -289,17 +275,3 @@ def test_normalize(raw, expected):
 ])
 def test_normalize_leaves_clean_text_alone(text):
     assert normalize(text) == text
-
-
-def test_normalize_is_fast():
-    # New Chinese text each time (a different character), so pinyin and segmentation caches do not help.
-    sentence = "我想问一下住房贷款利新的专项附加扣除怎么申报个人所得睡{}三千五百元"
-    filler = "的了吗呢吧啊哦嗯呀啦么嘛"
-    timings = []
-    for char in filler:
-        text = sentence.format(char)
-        started = time.perf_counter()
-        normalize(text)
-        timings.append(time.perf_counter() - started)
-    timings.sort()
-    assert timings[len(timings) // 2] < 0.002  # the median: a loaded test machine may stall any single call
