@@ -15,7 +15,7 @@ from pathlib import Path
 from cli import paths
 from cli.bootstrap import ROOT
 from cli.config import RuntimeConfig
-from cli.runtime import run
+from cli.runtime import process_env, run
 
 
 def _files(path: Path) -> list[Path]:
@@ -25,11 +25,37 @@ def _files(path: Path) -> list[Path]:
 
 
 def training_hash() -> str:
+    return _digest((paths.CONFIG, paths.DOMAIN, *paths.TRAINING_DATA, *paths.MODEL_CODE))
+
+
+# What shapes a component's output but is not in Rasa's own fingerprint of a training step (the config's values and
+# the training data): the jieba dictionary's contents (the config names only its directory) and the custom
+# components' code. Rasa's training cache restored the tokenizer, the featurizers and DIET trained with the old
+# dictionary after a word was added to it, so that cache is kept apart for each version of these.
+UNSEEN_BY_RASA = (ROOT / "nlu_data" / "dictionary", *paths.MODEL_CODE)
+TRAIN_CACHES_KEPT = 2
+
+
+def _digest(sources) -> str:  # noqa: ANN001 - paths
     digest = hashlib.sha256()
-    for source in (paths.CONFIG, paths.DOMAIN, *paths.TRAINING_DATA, *paths.MODEL_CODE):
+    for source in sources:
         for file in _files(source):
             digest.update(str(file.relative_to(ROOT)).encode() + b"\0" + file.read_bytes() + b"\0")
     return digest.hexdigest()[:16]
+
+
+def rasa_train_cache(config: RuntimeConfig) -> Path:
+    """Rasa's training cache for the current dictionary and component code; older ones beyond the newest
+    :data:`TRAIN_CACHES_KEPT` are removed."""
+    root = config.cache_path / "rasa-train-caches"
+    current = root / _digest(UNSEEN_BY_RASA)
+    current.mkdir(parents=True, exist_ok=True)
+    current.touch()
+    others = sorted((d for d in root.iterdir() if d.is_dir() and d != current), key=lambda d: d.stat().st_mtime,
+                    reverse=True)
+    for old in others[TRAIN_CACHES_KEPT - 1:]:
+        shutil.rmtree(old, ignore_errors=True)
+    return current
 
 
 def model_path(digest: str | None = None) -> Path:
@@ -62,6 +88,7 @@ def ensure_model(config: RuntimeConfig, force: bool = False) -> Path:
                 "--fixed-model-name", target.stem.removesuffix(".tar"),
             ],
             config,
+            env=process_env(config, RASA_CACHE_DIRECTORY=str(rasa_train_cache(config))),
             stdout=sys.stderr,  # `nlu parse` writes JSON to stdout: keep training chatter off it
         )
         built = Path(out) / target.name
