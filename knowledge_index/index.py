@@ -379,8 +379,9 @@ class KnowledgeIndex:
 
     def corrected(self, query: str) -> str:
         """``query`` with typed typos and recognition homophones of domain words corrected (发漂 → 发票), where the
-        correction gives a word this knowledge base uses (``spelling.py``)."""
-        return spelling.correct(query, self._vocabulary, self.analyzer.spans)
+        correction gives a word this knowledge base uses, and a measure word between 开 and an invoice dropped
+        (``spelling.py``)."""
+        return spelling.correct(spelling.drop_measure_words(query), self._vocabulary, self.analyzer.spans)
 
     def _lexical_scores(self, tokens: list[str]) -> np.ndarray:
         """BM25 per entry, divided by the most the query could score: the sum of its tokens' idf, where a token

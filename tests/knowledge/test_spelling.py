@@ -50,6 +50,20 @@ def test_a_corrector_that_fails_or_changes_the_length_leaves_the_question_alone(
     assert spelling.correct("纸质发漂丢了", VOCABULARY, ANALYZER.spans, lambda t: t + "吗") == "纸质发漂丢了"
 
 
+@pytest.mark.parametrize("asked, searched", [
+    ("我想开张发票", "我想开发票"),  # not 开张, a shop's opening
+    ("能不能给我开一张专票", "能不能给我开专票"),
+    ("帮我开个发票", "帮我开发票"),
+    ("开张增值税专用发票要什么", "开增值税专用发票要什么"),
+    ("开张营业要交什么税", "开张营业要交什么税"),
+    ("开个税票", "开个税票"),  # 个税
+    ("给个体户开个体户的发票", "给个体户开个体户的发票"),
+    ("开个人发票", "开个人发票"),
+])
+def test_a_measure_word_between_issuing_and_the_invoice_is_dropped(asked: str, searched: str) -> None:
+    assert spelling.drop_measure_words(asked) == searched
+
+
 def test_the_index_corrects_with_the_speech_corrector_and_its_own_vocabulary(small_index: KnowledgeIndex) -> None:
     assert small_index.corrected("现在增直税的起征点是多少") == "现在增值税的起征点是多少"
     assert small_index.corrected("个人所得税起征点") == "个人所得税起征点"  # right as typed: untouched
