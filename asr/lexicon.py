@@ -51,7 +51,7 @@ ROOT = Path(__file__).resolve().parent.parent
 KB_ENTRIES = ROOT / "knowledge_index" / "entries"
 NLU_DATA = ROOT / "nlu_data"
 TAX_DICTIONARY = NLU_DATA / "dictionary" / "tax_terms.txt"
-BUILD_VERSION = 5
+BUILD_VERSION = 6
 MIN_PHRASE_COUNT = 3
 # How often a long-running process checks whether the knowledge base or the NLU data changed (SourceWatch).
 REFRESH_SECONDS = 30.0

@@ -163,6 +163,9 @@ EXTRA_TERM_FREQUENCY = 500
 # Entries of the dictionary that share a pinyin with a more frequent entry yet are real words, not misspellings:
 # 企税 (short for 企业所得税) sounds exactly like 契税.
 LEGITIMATE_HOMOPHONES = frozenset({"企税"})
+# Words the dictionary lists so that jieba keeps them whole (虚开发票 is 虚开 + 发票, not 虚 + 开发票) but that a
+# correction must never produce: 预开发票 heard as 虚开发票 turns a question into an accusation of fraud.
+NEVER_CORRECTED_TO = frozenset({"虚开", "虚开发票"})
 # A window that is a word of at least this frequency in jieba's general dictionary is a real word, not an error.
 COMMON_WORD_FREQUENCY = 20
 # Two-character corrections need the sentence to be about taxes ("我不睡" must not become "我补税").
@@ -266,7 +269,8 @@ def canonical_tax_terms(path: Path = TAX_DICTIONARY) -> dict[str, int]:
 
 @lru_cache(maxsize=4)
 def _canonical_terms(path: Path) -> tuple[tuple[str, int], ...]:
-    entries = [(word, freq) for word, freq in _read_dictionary(path) if _is_han(word) and len(word) >= 2]
+    entries = [(word, freq) for word, freq in _read_dictionary(path)
+               if _is_han(word) and len(word) >= 2 and word not in NEVER_CORRECTED_TO]
     entries += [(word, EXTRA_TERM_FREQUENCY) for word in EXTRA_TAX_TERMS]
     best: dict[tuple[str, ...], int] = {}
     for word, freq in entries:

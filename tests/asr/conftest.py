@@ -7,18 +7,18 @@ from pathlib import Path
 import pytest
 
 NEW_ENTRY = """
-- id: disability-fund
-  title: 残保金怎么申报缴纳
-  questions: [残保金怎么交, 残保金什么时候申报, 残保金的缴纳标准是多少, 小微企业免征残保金吗]
-  answer: 残保金即残疾人就业保障金，用人单位安排残疾人就业未达到规定比例的，按年申报缴纳残保金。
-  spoken: 残保金按年申报缴纳。
+- id: iit-restricted-shares
+  title: 个人转让限售股怎么交个税
+  questions: [限售股转让要交个税吗, 卖限售股怎么交税, 限售股的原值怎么算, 限售股解禁后卖出交多少税]
+  answer: 个人转让限售股取得的所得，按财产转让所得适用20%的比例税率征收个人所得税，以转让收入减除股票原值和合理税费后的余额为应纳税所得额。
+  spoken: 卖限售股的所得按百分之二十交个税。
 """
 
 
 @pytest.fixture
 def editable_kb(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
     """The speech side reads a copy of the knowledge base's entries; the returned function adds, as an editor would,
-    an entry about a word the real knowledge base lacks (残保金, the disability employment security fund)."""
+    an entry about a word the real knowledge base lacks (限售股, restricted shares)."""
     from asr import lexicon
 
     entries = tmp_path / "entries"
@@ -29,6 +29,6 @@ def editable_kb(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[],
     monkeypatch.setenv("TAXBOT_CACHE_DIR", str(tmp_path / "cache"))
 
     def add_entry() -> None:
-        (entries / "disability_fund.yml").write_text(NEW_ENTRY, encoding="utf-8")
+        (entries / "restricted_shares.yml").write_text(NEW_ENTRY, encoding="utf-8")
 
     return add_entry

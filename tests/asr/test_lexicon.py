@@ -103,17 +103,17 @@ def test_a_watched_value_is_rebuilt_in_the_background_when_the_sources_change():
 
 
 def test_an_editors_new_entry_reaches_the_correction_without_a_restart(editable_kb, monkeypatch):
-    """残保金 (the disability employment security fund) is not in the knowledge base; recognised text holding it is
+    """限售股 (restricted shares) is not in the knowledge base; recognised text holding it is
     "corrected" towards a word the domain knows. Once an editor adds an entry about it, the running process's
     corrector learns the word at its next check, with no restart."""
     watch = lx.SourceWatch(lx._project._build, name="lexicon", interval=0)  # the project's build, checked always
     monkeypatch.setattr(lx, "_project", watch)
-    heard = "残保金怎么申报缴纳"
+    heard = "限售股转让怎么交个税"
     assert correct_tax_terms(heard) != heard
-    editable_kb()  # an editor adds an entry about 残保金
+    editable_kb()  # an editor adds an entry about 限售股
     watch.get()
     watch.wait()
-    assert "残保金" in lx.domain_lexicon().entries()
+    assert "限售股" in lx.domain_lexicon().entries()
     assert correct_tax_terms(heard) == heard
 
 

@@ -51,9 +51,9 @@ def test_a_rescorer_follows_the_projects_model_when_an_editor_adds_an_entry(edit
     watch = lx.SourceWatch(rescoring._project._build, name="domain-lm", interval=0)  # the project's build
     monkeypatch.setattr(rescoring, "_project", watch)
     rescorer = Rescorer(lambda text: text)
-    heard = [Hypothesis("参保金怎么申报", -5.0), Hypothesis("残保金怎么申报", -5.5)]
+    heard = [Hypothesis("享受股转让怎么交个税", -5.0), Hypothesis("限售股转让怎么交个税", -5.5)]
     assert rescorer.choose(heard) == 0
-    editable_kb()  # an editor adds an entry about 残保金
+    editable_kb()  # an editor adds an entry about 限售股
     before = rescorer.model
     rescorer.choose(heard)  # starts the check
     watch.wait()
