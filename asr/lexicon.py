@@ -497,6 +497,8 @@ class PhraseCorrector:
     """Finds windows of a run of Chinese characters that sound like a domain phrase and are better as it."""
 
     def __init__(self, lexicon: DomainLexicon, model: DomainModel, segment, is_common) -> None:
+        from asr.normalize import NEVER_CORRECTED_TO  # nor the phrases that hold them (虚开发票罚多少)
+
         self.lexicon = lexicon
         self.model = model
         self._segment = segment  # run → general-dictionary word spans
@@ -511,7 +513,7 @@ class PhraseCorrector:
         for entry, count in entries.items():
             syllables = tuple(lexicon.pinyin.get(entry, "").split())
             if (count < MIN_TARGET_COUNT or entry in misspelled or not 2 <= len(entry) <= MAX_WINDOW
-                    or len(syllables) != len(entry)):
+                    or len(syllables) != len(entry) or any(word in entry for word in NEVER_CORRECTED_TO)):
                 continue
             key = tuple(phrase_key(s) for s in syllables)
             self.fuzzy.setdefault(key, []).append((entry, syllables))
