@@ -20,7 +20,6 @@ def process_env(config: RuntimeConfig, **extra: str) -> dict[str, str]:
         RASA_TELEMETRY_ENABLED="false",
         TF_CPP_MIN_LOG_LEVEL="2",
         TF_ENABLE_ONEDNN_OPTS="0",
-        RASA_CACHE_DIRECTORY=str(config.cache_path / "rasa-train-cache"),
         SANIC_HOST=config.host,  # rasa-sdk binds 0.0.0.0 unless told otherwise
         TAXBOT_DATA_DIR=str(config.data_path),
         TAXBOT_KB_INDEX_DIR=str(config.kb_index_path),
