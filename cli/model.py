@@ -46,7 +46,9 @@ def _digest(sources) -> str:  # noqa: ANN001 - paths
 
 def rasa_train_cache(config: RuntimeConfig) -> Path:
     """Rasa's training cache for the current dictionary and component code; older ones beyond the newest
-    :data:`TRAIN_CACHES_KEPT` are removed."""
+    :data:`TRAIN_CACHES_KEPT` are removed, and so is the single flat cache used before there was one per dictionary
+    (nothing reads it, and it could be hundreds of megabytes)."""
+    shutil.rmtree(config.cache_path / "rasa-train-cache", ignore_errors=True)
     root = config.cache_path / "rasa-train-caches"
     current = root / _digest(UNSEEN_BY_RASA)
     current.mkdir(parents=True, exist_ok=True)

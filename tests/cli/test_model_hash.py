@@ -35,7 +35,10 @@ def test_rasa_gets_a_training_cache_of_its_own_for_each_dictionary(tmp_path, mon
     monkeypatch.setattr(model, "ROOT", tmp_path)
     monkeypatch.setattr(model, "UNSEEN_BY_RASA", (dictionary,))
     config = SimpleNamespace(cache_path=tmp_path / "cache")
+    flat = config.cache_path / "rasa-train-cache" / "stale"  # the single cache of before, which nothing reads
+    flat.mkdir(parents=True)
     first = model.rasa_train_cache(config)
+    assert not flat.parent.exists()
     assert first.is_dir() and model.rasa_train_cache(config) == first
     (dictionary / "tax_terms.txt").write_text("个税 2000 n\n虚开 500 n\n", encoding="utf-8")
     second = model.rasa_train_cache(config)
