@@ -67,6 +67,13 @@ MAX_NEW_TOKENS = 220
 # 7.6 / 13.0 / 13.8 % instead of 6.7 / 11.9 / 10.1 % (16 kHz / 8 kHz G.711 / noise), digits in noise worst hit
 # (34 % against 18 %). So it is off unless configured. Too little silence after the speech makes Whisper drop or
 # invent words (1 s of it: CER 38 %).
+# Tried 2026-12-07, not kept: a quick pass, the 10 s window first and the full one again when Whisper was unsure
+# (``_confidence``) or heard three digits in a row. Confidence does not tell the short window's mistakes apart: it
+# misreads policy questions it is sure of (要将哪些税 at 0.92), so policy CER went 4.8 → 6.4 % at 16 kHz, and at any
+# gate that kept most utterances on the quick pass the 8 kHz CER passed 12 % (0.65 and digits to the full window:
+# 7.4 / 12.0 / 14.1 %, half the utterances quick). And on that day's slower machine the short window's decode alone
+# took 476 ms (p50; the full window 1,280 ms), so even the quick path left the text ready ~680 ms after the caller
+# stopped.
 FULL_WINDOW_FRAMES = 3000
 FRAMES_PER_SECOND = 100
 PAD_FRAMES = 500
