@@ -30,6 +30,8 @@ EVAL_DIR = Path(__file__).resolve().parent / "eval"
 DEV_SET = "dev_*.yml"
 TEST_SET = "test_*.yml"
 FRESH_SET = "fresh_*.yml"  # harder questions, measured and never fitted (knowledge_index/README.md)
+# A question's candidates with the entries that answer it (None: the knowledge base does not answer it).
+Labelled = tuple[frozenset[str] | None, list[Candidate]]
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,8 @@ def load_set(pattern: str | Path, known_ids: set[str] | None = None) -> Labelled
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         items = raw.get("answerable") or []
         labelled = [(str(item["q"]).strip(), str(item["id"]).strip()) for item in items]
-        alternatives = {str(item["q"]).strip(): tuple(str(i).strip() for i in item["also"]) for item in items if item.get("also")}
+        alternatives = {str(item["q"]).strip(): tuple(str(i).strip() for i in item["also"])
+                        for item in items if item.get("also")}
         if known_ids is not None:
             named = {i for _, i in labelled} | {i for ids in alternatives.values() for i in ids}
             unknown = sorted(named - known_ids)
@@ -133,9 +136,10 @@ def evaluate(index: KnowledgeIndex, calibration: Calibration, labelled: Labelled
     questions = [q for q, _ in labelled.answerable]
     answerable = gather(index, questions)
     unanswerable = gather(index, labelled.unanswerable)
-    results = {mode: metrics(labelled.accepted(), answerable, unanswerable, calibration, mode) for mode in MODES}
+    accepted = labelled.accepted()
+    results = {mode: metrics(accepted, answerable, unanswerable, calibration, mode) for mode in MODES}
     if index.reranker is not None and RERANK in calibration.modes:
-        results[RERANK] = metrics(labelled.accepted(), reread(index, questions, answerable, calibration),
+        results[RERANK] = metrics(accepted, reread(index, questions, answerable, calibration),
                                   reread(index, labelled.unanswerable, unanswerable, calibration), calibration, RERANK)
     return results
 
@@ -180,7 +184,8 @@ def calibrate(index: KnowledgeIndex, labelled: LabelledSet, fitted_on: str, ambi
     questions = [q for q, _ in labelled.answerable]
     answerable = gather(index, questions)
     unanswerable = gather(index, labelled.unanswerable)
-    golds: list[frozenset[str] | None] = [*labelled.accepted(), *[None] * len(unanswerable)]
+    accepted = labelled.accepted()
+    golds: list[frozenset[str] | None] = [*accepted, *[None] * len(unanswerable)]
     modes: dict[str, ModeCalibration] = {}
     for mode in MODES:
         modes[mode] = _fit_mode(index, mode, list(zip(golds, answerable + unanswerable)))
@@ -193,13 +198,13 @@ def calibrate(index: KnowledgeIndex, labelled: LabelledSet, fitted_on: str, ambi
     calibration = Calibration(encoder=index.meta.encoder, modes=modes, ambiguity_margin=ambiguity_margin,
                               fitted_on=fitted_on)
     for mode in MODES:  # what the fit achieves on the data it was fitted on, kept beside it
-        calibration.metrics[mode] = metrics(labelled.accepted(), answerable, unanswerable, calibration, mode)
+        calibration.metrics[mode] = metrics(accepted, answerable, unanswerable, calibration, mode)
     if reranked is not None:
-        calibration.metrics[RERANK] = metrics(labelled.accepted(), *reranked, calibration, RERANK)
+        calibration.metrics[RERANK] = metrics(accepted, *reranked, calibration, RERANK)
     return calibration
 
 
-def _fit_mode(index: KnowledgeIndex, mode: Mode, labelled_candidates: list[tuple[frozenset[str] | None, list[Candidate]]],
+def _fit_mode(index: KnowledgeIndex, mode: Mode, labelled_candidates: list[Labelled],
               fitted: dict[str, ModeCalibration] | None = None) -> ModeCalibration:
     """Logistic weights on every candidate the mode ranks, then the answer and suggestion thresholds on the top
     ones. ``fitted``: the modes already fitted (``hybrid+rerank`` ranks what it did not rerank by ``hybrid``).
@@ -215,7 +220,7 @@ def _fit_mode(index: KnowledgeIndex, mode: Mode, labelled_candidates: list[tuple
                            threshold=threshold, suggest_threshold=min(suggest, threshold))
 
 
-def _fit_weights(mode: Mode, labelled_candidates: list[tuple[frozenset[str] | None, list[Candidate]]]) -> tuple[float, np.ndarray]:
+def _fit_weights(mode: Mode, labelled_candidates: list[Labelled]) -> tuple[float, np.ndarray]:
     rows, labels = [], []
     for gold, candidates in labelled_candidates:
         for c in candidates:
@@ -225,7 +230,7 @@ def _fit_weights(mode: Mode, labelled_candidates: list[tuple[frozenset[str] | No
     return fit_logistic(np.asarray(rows, dtype=np.float64), np.asarray(labels, dtype=np.float64))
 
 
-def _held_out_tops(index: KnowledgeIndex, mode: Mode, labelled_candidates: list[tuple[frozenset[str] | None, list[Candidate]]],
+def _held_out_tops(index: KnowledgeIndex, mode: Mode, labelled_candidates: list[Labelled],
                    fitted: dict[str, ModeCalibration] | None, folds: int = 5, repeats: int = 5,
                    seed: int = 20261124) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(top probability, top is right, answerable) per question, each question scored by a model fitted without
